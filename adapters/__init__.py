@@ -1,0 +1,1 @@
+"""Backends: one per file, each implementing gateway.types.Adapter."""

@@ -1,0 +1,162 @@
+"""HTTP plumbing shared by the adapters that talk to a remote upstream: one pooled client, error mapping, SSE."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+import httpx
+import orjson
+
+from gateway.errors import (
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamRateLimited,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+try:  # aiohttp's pool is several times faster than httpx's own under concurrency (see BENCHMARKS.md)
+    from httpx_aiohttp import AiohttpTransport
+except ImportError:  # pragma: no cover - httpx-aiohttp is a declared dependency
+    AiohttpTransport = None  # type: ignore[assignment,misc]
+
+
+def make_client(
+    base_url: str,
+    *,
+    headers: dict[str, str],
+    connect: float,
+    read: float,
+    max_connections: int,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """One client per provider, created at startup; `transport` lets tests plug in respx."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    if transport is None and AiohttpTransport is not None:
+        transport = AiohttpTransport(limits=limits, trust_env=False)
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=headers,
+        timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
+        limits=limits,
+        transport=transport,
+        trust_env=False,
+        follow_redirects=False,
+    )
+
+
+def transport_error(exc: httpx.HTTPError, provider: str) -> UpstreamError:
+    """Map a transport failure (no HTTP answer, or a broken one) to the gateway's errors."""
+    cause = exc.__cause__
+    cause_name = type(cause).__name__ if cause is not None else ""
+    if cause_name in ("ServerDisconnectedError", "ClientOSError") or isinstance(
+        exc, (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
+    ):
+        return UpstreamError(f"upstream {provider!r} closed the connection: {exc or cause_name}", provider=provider, kind="connect")
+    if cause_name == "ClientConnectorError" or isinstance(exc, httpx.ConnectError):
+        return UpstreamUnavailable(f"upstream {provider!r} is unreachable: {exc}", provider=provider, kind="connect")
+    if isinstance(exc, httpx.TimeoutException):
+        phase = "connecting" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else "waiting for data"
+        return UpstreamTimeout(f"upstream {provider!r} timed out {phase}", provider=provider, kind="timeout")
+    return UpstreamError(f"upstream {provider!r} failed: {type(exc).__name__}: {exc}", provider=provider, kind="connect")
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def status_error(
+    provider: str, status: int, content: bytes, headers: httpx.Headers, *, context_markers: tuple[str, ...] = ()
+) -> UpstreamError:
+    """Map an upstream error status to the gateway's errors, keeping the upstream's message, type and code."""
+    message, etype, code, param = _error_fields(content)
+    message = message or f"upstream {provider!r} answered HTTP {status}"
+    if status == 429:
+        return UpstreamRateLimited(
+            message, provider=provider, upstream_status=429, kind="429", retry_after=retry_after_seconds(headers), code=code
+        )
+    lowered = message.lower()
+    if code == "context_length_exceeded" or (status in (400, 413) and any(m in lowered for m in context_markers)):
+        code = "context_length_exceeded"
+    kind = "4xx" if status < 500 else "5xx"
+    if status >= 500:
+        message = f"upstream {provider!r} answered HTTP {status}: {message}"
+    return UpstreamStatusError(
+        message, provider=provider, upstream_status=status, type=etype, code=code, param=param, kind=kind
+    )
+
+
+CONTEXT_MARKERS = ("context length", "context_length", "maximum context", "too many tokens", "prompt is too long")
+
+
+def _error_fields(content: bytes) -> tuple[str, str | None, str | None, str | None]:
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content[:500].decode("utf-8", "replace").strip(), None, None, None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        code = err.get("code")
+        return (
+            str(err.get("message") or ""),
+            err.get("type") if isinstance(err.get("type"), str) else None,
+            str(code) if code is not None else None,
+            err.get("param") if isinstance(err.get("param"), str) else None,
+        )
+    if isinstance(err, str):
+        return err, None, None, None
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return data["message"], None, None, None
+    return content[:500].decode("utf-8", "replace"), None, None, None
+
+
+def parse_json(content: bytes, provider: str) -> dict[str, Any]:
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamMalformed(f"upstream {provider!r} sent malformed JSON: {exc}", provider=provider, kind="malformed") from None
+    if not isinstance(data, dict):
+        raise UpstreamMalformed(f"upstream {provider!r} sent JSON that is not an object", provider=provider, kind="malformed")
+    return data
+
+
+async def iter_sse(response: httpx.Response) -> AsyncIterator[tuple[str, bytes]]:
+    """Yield (event, data) for each server-sent event; data lines of one event are joined with newlines."""
+    buffer = b""
+    event = ""
+    data: list[bytes] = []
+    async for piece in response.aiter_bytes():
+        buffer += piece
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                if data:
+                    yield event, b"\n".join(data)
+                event, data = "", []
+                continue
+            if line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line.startswith(b"event:"):
+                event = line[6:].strip().decode("utf-8", "replace")
+            # comments (": ping"), id: and retry: lines carry nothing a chat stream needs
+    if buffer.strip():
+        line = buffer.rstrip(b"\r")
+        if line.startswith(b"data:"):
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+    if data:
+        yield event, b"\n".join(data)

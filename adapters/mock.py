@@ -1,0 +1,256 @@
+"""A deterministic offline backend for demos and tests: the same request always gets the same answer.
+
+Replies echo the last user message with real token counts; a tool call is made when the request offers tools
+and the prompt asks for one (or tool_choice requires it); embeddings are seeded from the input text.
+`created` is a fixed instant so whole responses compare equal across runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import struct
+from typing import Any, AsyncIterator
+
+import orjson
+
+from gateway.config import ProviderSettings
+from gateway.tokens import count_messages, count_prompt, count_text, encoding, message_text
+from gateway.types import Call
+
+CREATED = 1735689600  # 2025-01-01T00:00:00Z
+FINGERPRINT = "fp_mock"
+_TOOL_WORDS = ("call", "use", "tool", "function", "weather", "lookup", "look up", "search")
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class MockAdapter:
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.name = settings.name
+        self.embedding_dim = settings.embedding_dim
+
+    # chat
+
+    async def chat(self, call: Call) -> dict[str, Any]:
+        body = call.body
+        messages = body.get("messages") or []
+        prompt_tokens = count_messages(messages)
+        choices, completion_tokens = [], 0
+        for index in range(_n(body)):
+            message, finish, tokens = self._reply(call, index)
+            choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish})
+            completion_tokens += tokens
+        return {
+            "id": "chatcmpl-" + _digest(call.kind, body.get("messages"), body.get("tools"))[:24],
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": call.model or call.alias,
+            "choices": choices,
+            "usage": _usage(prompt_tokens, completion_tokens),
+            "system_fingerprint": FINGERPRINT,
+        }
+
+    async def stream_chat(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        whole = await self.chat(call)
+        base = {
+            "id": whole["id"],
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": whole["model"],
+            "system_fingerprint": FINGERPRINT,
+        }
+        include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
+        extra = {"usage": None} if include_usage else {}
+        for choice in whole["choices"]:
+            index, message = choice["index"], choice["message"]
+            yield {**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}], **extra}
+            for piece in _pieces(message.get("content") or ""):
+                yield {**base, "choices": [{"index": index, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}], **extra}
+            for i, tc in enumerate(message.get("tool_calls") or ()):
+                head = {"index": i, "id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"], "arguments": ""}}
+                yield {**base, "choices": [{"index": index, "delta": {"tool_calls": [head]}, "logprobs": None, "finish_reason": None}], **extra}
+                for piece in _pieces(tc["function"]["arguments"], size=8):
+                    delta = {"tool_calls": [{"index": i, "function": {"arguments": piece}}]}
+                    yield {**base, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}], **extra}
+            yield {**base, "choices": [{"index": index, "delta": {}, "logprobs": None, "finish_reason": choice["finish_reason"]}], **extra}
+        if include_usage:
+            yield {**base, "choices": [], "usage": whole["usage"]}
+
+    def _reply(self, call: Call, index: int) -> tuple[dict[str, Any], str, int]:
+        body = call.body
+        messages = body.get("messages") or []
+        tool = _wanted_tool(body, messages)
+        if tool is not None:
+            name = tool.get("name", "tool")
+            arguments = orjson.dumps(_example_arguments(tool.get("parameters") or {}, messages)).decode()
+            call_id = "call_" + _digest(messages, name, index)[:24]
+            message = {
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}],
+            }
+            return message, "tool_calls", count_text(name) + count_text(arguments)
+        text = _reply_text(messages, index)
+        text, finish = _truncate(text, body)
+        return {"role": "assistant", "content": text, "refusal": None}, finish, count_text(text)
+
+    # completions
+
+    async def complete(self, call: Call) -> dict[str, Any]:
+        body = call.body
+        prompts = body.get("prompt")
+        prompts = prompts if isinstance(prompts, list) and prompts and not isinstance(prompts[0], int) else [prompts]
+        choices, completion_tokens, index = [], 0, 0
+        for prompt in prompts:
+            text = prompt if isinstance(prompt, str) else encoding().decode([t for t in prompt or [] if isinstance(t, int)])
+            for _ in range(_n(body)):
+                reply, finish = _truncate(f" Mock completion of: {text[-200:]}", body, default_max=16)
+                if body.get("echo"):
+                    reply = text + reply
+                choices.append({"text": reply, "index": index, "logprobs": None, "finish_reason": finish})
+                completion_tokens += count_text(reply)
+                index += 1
+        return {
+            "id": "cmpl-" + _digest(call.kind, prompts)[:24],
+            "object": "text_completion",
+            "created": CREATED,
+            "model": call.model or call.alias,
+            "choices": choices,
+            "usage": _usage(count_prompt(body.get("prompt")), completion_tokens),
+            "system_fingerprint": FINGERPRINT,
+        }
+
+    async def stream_complete(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        whole = await self.complete(call)
+        base = {"id": whole["id"], "object": "text_completion", "created": CREATED, "model": whole["model"]}
+        for choice in whole["choices"]:
+            for piece in _pieces(choice["text"]):
+                yield {**base, "choices": [{"text": piece, "index": choice["index"], "logprobs": None, "finish_reason": None}]}
+            yield {**base, "choices": [{"text": "", "index": choice["index"], "logprobs": None, "finish_reason": choice["finish_reason"]}]}
+        if (call.body.get("stream_options") or {}).get("include_usage"):
+            yield {**base, "choices": [], "usage": whole["usage"]}
+
+    # embeddings
+
+    async def embed(self, call: Call) -> dict[str, Any]:
+        body = call.body
+        inputs = body.get("input")
+        if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+            inputs = [inputs]
+        dim = body.get("dimensions") or self.embedding_dim
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for i, item in enumerate(inputs or []):
+            vector = _vector(item, dim)
+            value: Any = base64.b64encode(struct.pack(f"<{dim}f", *vector)).decode() if as_base64 else vector
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        tokens = count_prompt(body.get("input"))
+        return {
+            "object": "list",
+            "data": data,
+            "model": call.model or call.alias,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        return [{"id": "mock", "object": "model", "created": CREATED, "owned_by": "llm-gateway"}]
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _n(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and n > 0 else 1
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _reply_text(messages: list[dict[str, Any]], index: int) -> str:
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        return f"The tool returned: {message_text(last.get('content'))}"
+    user = next((m for m in reversed(messages) if m.get("role") == "user"), last)
+    said = message_text(user.get("content")).strip() or "(nothing)"
+    suffix = f" (choice {index})" if index else ""
+    return f"Mock reply to: {said}{suffix}"
+
+
+def _truncate(text: str, body: dict[str, Any], default_max: int | None = None) -> tuple[str, str]:
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or default_max
+    if isinstance(limit, int) and limit > 0:
+        tokens = encoding().encode(text, disallowed_special=())
+        if len(tokens) > limit:
+            return encoding().decode(tokens[:limit]), "length"
+    return text, "stop"
+
+
+def _pieces(text: str, size: int = 4) -> list[str]:
+    """Split text into word-ish pieces so a stream has several chunks; joined they are the text."""
+    words = text.split(" ")
+    out = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+    return [p if i == 0 else " " + p for i, p in enumerate(out)] if text else []
+
+
+def _wanted_tool(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    tools = [t.get("function") or {} for t in body.get("tools") or () if isinstance(t, dict) and t.get("type", "function") == "function"]
+    if not tools or (messages and messages[-1].get("role") == "tool"):
+        return None
+    choice = body.get("tool_choice")
+    if choice == "none":
+        return None
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        return next((t for t in tools if t.get("name") == name), tools[0])
+    last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    text = message_text(last_user.get("content")).lower()
+    named = next((t for t in tools if str(t.get("name", "")).lower() in text), None)
+    if named is not None:
+        return named
+    if choice == "required" or any(w in text for w in _TOOL_WORDS):
+        return tools[0]
+    return None
+
+
+def _example_arguments(schema: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Deterministic arguments that satisfy the required properties of a JSON schema."""
+    props = schema.get("properties") or {}
+    required = schema.get("required") or list(props)
+    rng = random.Random(_digest(messages, schema))
+    args: dict[str, Any] = {}
+    for name in required:
+        spec = props.get(name) or {}
+        kind = spec.get("type")
+        if spec.get("enum"):
+            args[name] = spec["enum"][0]
+        elif kind in ("integer",):
+            args[name] = rng.randint(1, 100)
+        elif kind == "number":
+            args[name] = round(rng.uniform(0, 100), 2)
+        elif kind == "boolean":
+            args[name] = True
+        elif kind == "array":
+            args[name] = []
+        elif kind == "object":
+            args[name] = {}
+        else:
+            args[name] = f"example {name}"
+    return args
+
+
+def _vector(item: Any, dim: int) -> list[float]:
+    rng = random.Random(_digest(item))
+    values = [rng.gauss(0.0, 1.0) for _ in range(dim)]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return [v / norm for v in values]

@@ -1,0 +1,238 @@
+"""The Starlette app: routes, body cap, orjson parse, request ids, and the one place errors become responses."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Mapping
+
+import orjson
+from sse_starlette import EventSourceResponse
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import __version__
+from gateway.config import Settings, load_settings
+from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, ModelNotFound, NotFound, PayloadTooLarge
+from gateway.pipeline import Pipeline
+from gateway.providers import build_adapters
+from gateway.router import Router
+from gateway.schema import parse_call
+from gateway.types import Kind, RequestContext
+
+log = logging.getLogger("gateway")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_DONE = b"data: [DONE]\n\n"
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: GatewayError, request_id: str | None = None) -> JSONResponse:
+    headers = dict(exc.headers)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
+
+
+class Gateway:
+    """Holds what lives as long as the server: settings, adapters, router, pipeline."""
+
+    def __init__(self, settings: Settings, *, transports: Mapping[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.adapters = build_adapters(settings.providers, transports)
+        missing = {
+            name: (", ".join(p.api_key_env) or f"providers.{name}.api_key")
+            for name, p in settings.providers.items()
+            if p.missing_key
+        }
+        first_token = {name: p.timeouts.first_token for name, p in settings.providers.items()}
+        self.router = Router(settings.models, self.adapters, settings.router, missing_keys=missing,
+                             first_token_timeouts=first_token)
+        self.pipeline = Pipeline(self.router)
+        self.created = int(time.time())
+        self.ready = True
+
+    async def aclose(self) -> None:
+        self.ready = False
+        await self.pipeline.recorder.aclose()
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+
+    # handlers
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._serve(request, "chat")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._serve(request, "completion")
+
+    async def embeddings(self, request: Request) -> Response:
+        return await self._serve(request, "embedding")
+
+    async def list_models(self, request: Request) -> Response:
+        data = [self._model_card(alias) for alias in self.settings.models]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def retrieve_model(self, request: Request) -> Response:
+        alias = request.path_params["model"]
+        if alias not in self.settings.models:
+            raise ModelNotFound(f"The model `{alias}` does not exist or you do not have access to it.", param="model")
+        return JSONResponse(self._model_card(alias))
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(self, request: Request) -> Response:
+        if not self.ready:
+            return JSONResponse({"status": "shutting down"}, status_code=503)
+        return JSONResponse({"status": "ready", "models": len(self.settings.models)})
+
+    def _model_card(self, alias: str) -> dict[str, Any]:
+        m = self.settings.models[alias]
+        owner = m.owned_by or (m.deployments[0].provider if m.deployments else "llm-gateway")
+        return {"id": alias, "object": "model", "created": self.created, "owned_by": owner}
+
+    async def _serve(self, request: Request, kind: Kind) -> Response:
+        ctx = RequestContext(request_id=_request_id(request), headers=dict(request.headers))
+        try:
+            body = await self._read_json(request)
+            call = parse_call(kind, body, self.settings.models)
+            call.request_id = ctx.request_id
+            if call.stream:
+                return await self._stream(call, ctx)
+            result = await self.pipeline.send(call, ctx)
+        except GatewayError as exc:
+            return error_response(exc, ctx.request_id)
+        return JSONResponse(result, headers=_headers(ctx))
+
+    async def _stream(self, call: Any, ctx: RequestContext) -> Response:
+        chunks = await self.pipeline.stream(call, ctx)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await chunks.aclose()
+            raise
+        return EventSourceResponse(_frames(first, chunks, ctx), headers=_headers(ctx), sep="\n", ping=15)
+
+    async def _read_json(self, request: Request) -> Any:
+        limit = self.settings.server.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes.")
+        chunks: list[bytes] = []
+        size = 0
+        async for piece in request.stream():
+            size += len(piece)
+            if size > limit:
+                raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+            chunks.append(piece)
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not raw:
+            raise InvalidRequest("The request body is empty; expected a JSON object.")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.") from None
+
+
+async def _frames(first: dict[str, Any] | None, chunks: AsyncIterator[dict[str, Any]], ctx: RequestContext) -> AsyncIterator[bytes]:
+    """SSE framing exactly as OpenAI does it; a failure after the first byte ends the stream with an error event."""
+    dumps = orjson.dumps
+    try:
+        if first is not None:
+            yield b"data: " + dumps(first) + b"\n\n"
+            async for chunk in chunks:
+                yield b"data: " + dumps(chunk) + b"\n\n"
+        yield _DONE
+    except GatewayError as exc:
+        ctx.outcome = "error"
+        yield b"data: " + dumps(exc.to_body()) + b"\n\n"
+    except Exception:  # noqa: BLE001 - the client gets a clean error event; the traceback goes to the log
+        log.exception("stream failed", extra={"request_id": ctx.request_id})
+        ctx.outcome = "error"
+        yield b"data: " + dumps(GatewayError("The stream failed inside the gateway.").to_body()) + b"\n\n"
+    finally:
+        await chunks.aclose()
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    return "req_" + secrets.token_hex(12)
+
+
+def _headers(ctx: RequestContext) -> dict[str, str]:
+    headers = {"x-request-id": ctx.request_id}
+    if ctx.deployment:
+        headers["x-gateway-deployment"] = ctx.deployment
+    if ctx.response_headers:
+        headers.update(ctx.response_headers)
+    return headers
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err: GatewayError = NotFound(f"Unknown request URL: {request.method} {request.url.path}.", code="unknown_url")
+    elif exc.status_code == 405:
+        err = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}.")
+    else:
+        err = GatewayError(str(exc.detail), status=exc.status_code)
+    return error_response(err, request.headers.get("x-request-id") if request.headers.get("x-request-id", "").isalnum() else None)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(GatewayError("The gateway hit an internal error; it has been logged."))
+
+
+def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> Starlette:
+    gateway = Gateway(settings, transports=transports)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    routes = [
+        Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/completions", gateway.completions, methods=["POST"]),
+        Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
+        Route("/v1/models", gateway.list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", gateway.retrieve_model, methods=["GET"]),
+        Route("/healthz", gateway.healthz, methods=["GET"]),
+        Route("/readyz", gateway.readyz, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, GatewayError: _gateway_error, Exception: _unexpected},
+    )
+    app.state.gateway = gateway
+    return app
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory: `gateway serve` passes the config path (and overrides) through the environment."""
+    return create_app(load_settings())

@@ -1,0 +1,1 @@
+"""`gateway` subcommands: one module per command group, each with `register(subparsers)`."""

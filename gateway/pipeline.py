@@ -1,0 +1,73 @@
+"""One call through the layers: input policies -> recorder -> router -> output policies."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Sequence
+
+from gateway.router import Router
+from gateway.types import Call, Policy, RequestContext
+from recordings.base import PassthroughRecorder, Recorder
+
+
+class Pipeline:
+    def __init__(self, router: Router, policies: Sequence[Policy] = (), recorder: Recorder | None = None) -> None:
+        self.router = router
+        self.policies = list(policies)
+        self.recorder: Recorder = recorder or PassthroughRecorder()
+
+    async def before(self, call: Call, ctx: RequestContext) -> Call:
+        for policy in self.policies:
+            rewritten = await policy.before(call, ctx)
+            if rewritten is not None:
+                call = rewritten
+        return call
+
+    async def send(self, call: Call, ctx: RequestContext) -> dict[str, Any]:
+        call = await self.before(call, ctx)
+        response = await self.recorder.send(call, ctx, self.router.send)
+        for policy in self.policies:
+            rewritten = await policy.after(call, response, ctx)
+            if rewritten is not None:
+                response = rewritten
+        return response
+
+    async def stream(self, call: Call, ctx: RequestContext) -> AsyncIterator[dict[str, Any]]:
+        """A primed stream: errors up to the first upstream chunk are raised here, as HTTP errors."""
+        call = await self.before(call, ctx)
+        chunks = await self.recorder.stream(call, ctx, self.router.stream)
+        if not self.policies:
+            return chunks
+        return self._filtered(call, ctx, chunks)
+
+    async def _filtered(
+        self, call: Call, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for chunk in chunks:
+                for out in await self._through(call, ctx, [chunk], 0):
+                    yield out
+            for i, policy in enumerate(self.policies):
+                held = await policy.end_stream(call, ctx)
+                for out in await self._through(call, ctx, held, i + 1):
+                    yield out
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _through(
+        self, call: Call, ctx: RequestContext, chunks: list[dict[str, Any]], start: int
+    ) -> list[dict[str, Any]]:
+        """Pass chunks through the policies from index `start` on; each may hold back, rewrite or split."""
+        for policy in self.policies[start:]:
+            out: list[dict[str, Any]] = []
+            for chunk in chunks:
+                result = await policy.on_chunk(call, chunk, ctx)
+                if result is None:
+                    out.append(chunk)
+                else:
+                    out.extend(result)
+            chunks = out
+            if not chunks:
+                break
+        return chunks

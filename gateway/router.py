@@ -1,0 +1,273 @@
+"""Alias -> deployments: pick one (weighted / least busy / lowest latency), retry with backoff, cool down, fall back.
+
+Failover happens only before the first chunk of a stream; after that an upstream failure ends the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+
+from gateway.config import Deployment, ModelSettings, RouterSettings
+from gateway.errors import (
+    GatewayError,
+    ModelNotFound,
+    ProviderNotConfigured,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+)
+from gateway.types import Adapter, Call, RequestContext
+
+
+@dataclass
+class DeploymentState:
+    """Health of one deployment, kept per worker."""
+
+    deployment: Deployment
+    in_flight: int = 0
+    failures: int = 0
+    cooldown_until: float = 0.0
+    latency_ewma: float | None = None
+    cooldowns: int = 0
+    served: int = 0
+    errors: int = 0
+
+    def healthy(self, now: float) -> bool:
+        return self.cooldown_until <= now
+
+
+@dataclass
+class AliasRoute:
+    settings: ModelSettings
+    states: list[DeploymentState] = field(default_factory=list)
+
+
+class Router:
+    def __init__(
+        self,
+        models: Mapping[str, ModelSettings],
+        adapters: Mapping[str, Adapter],
+        settings: RouterSettings,
+        *,
+        missing_keys: Mapping[str, str] | None = None,
+        first_token_timeouts: Mapping[str, float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.adapters = adapters
+        self.missing_keys = dict(missing_keys or {})  # provider -> env var names to set
+        self.first_token_timeouts = dict(first_token_timeouts or {})
+        self.routes = {alias: AliasRoute(m, [DeploymentState(d) for d in m.deployments]) for alias, m in models.items()}
+        self._sleep = sleep
+        self._rng = random.Random()
+
+    def health(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [
+            {
+                "alias": alias,
+                "deployment": s.deployment.label,
+                "provider": s.deployment.provider,
+                "healthy": s.healthy(now),
+                "cooldown_seconds_left": max(0.0, round(s.cooldown_until - now, 3)),
+                "cooldowns": s.cooldowns,
+                "in_flight": s.in_flight,
+                "latency_ewma_seconds": s.latency_ewma,
+                "served": s.served,
+                "errors": s.errors,
+            }
+            for alias, route in self.routes.items()
+            for s in route.states
+        ]
+
+    # public entry points
+
+    async def send(self, call: Call, ctx: RequestContext) -> dict[str, Any]:
+        async def attempt(c: Call, adapter: Adapter) -> dict[str, Any]:
+            if c.kind == "chat":
+                return await adapter.chat(c)
+            if c.kind == "completion":
+                return await adapter.complete(c)
+            return await adapter.embed(c)
+
+        return await self._run(call, ctx, attempt)
+
+    async def stream(self, call: Call, ctx: RequestContext) -> AsyncIterator[dict[str, Any]]:
+        """A stream whose first chunk was already received (failover done), or an error raised before any chunk."""
+
+        async def attempt(c: Call, adapter: Adapter) -> tuple[dict[str, Any] | None, AsyncIterator[dict[str, Any]]]:
+            iterator = adapter.stream_chat(c) if c.kind == "chat" else adapter.stream_complete(c)
+            timeout = self.first_token_timeouts.get(c.provider)
+            try:
+                first = await asyncio.wait_for(anext(iterator), timeout) if timeout else await anext(iterator)
+            except StopAsyncIteration:
+                return None, iterator
+            except asyncio.TimeoutError:
+                await _close(iterator)
+                raise UpstreamTimeout(
+                    f"upstream {c.provider!r} sent no first token within {timeout}s", provider=c.provider, kind="timeout"
+                ) from None
+            except BaseException:
+                await _close(iterator)
+                raise
+            return first, iterator
+
+        first, iterator = await self._run(call, ctx, attempt)
+        return _relay(first, iterator)
+
+    # routing
+
+    async def _run(self, call: Call, ctx: RequestContext, attempt: Callable[[Call, Adapter], Awaitable[Any]]) -> Any:
+        tried: list[str] = []
+        aliases = [call.alias]
+        last_error: GatewayError | None = None
+        route = self.routes.get(call.alias)
+        if route is None:
+            raise ModelNotFound(f"The model {call.alias!r} does not exist", param="model")
+        deadline = time.monotonic() + self.settings.deadline_seconds
+        queue = list(aliases) + list(route.settings.fallbacks)
+        context_fallbacks = list(route.settings.context_window_fallbacks)
+        while queue:
+            alias = queue.pop(0)
+            if alias in tried:
+                continue
+            tried.append(alias)
+            try:
+                return await self._run_alias(alias, call, ctx, attempt, deadline)
+            except GatewayError as exc:
+                last_error = exc
+                if getattr(exc, "code", None) == "context_length_exceeded" and context_fallbacks:
+                    queue = context_fallbacks + queue
+                    context_fallbacks = []
+                    continue
+                if not _failover_worthy(exc):
+                    raise
+        assert last_error is not None
+        raise last_error
+
+    async def _run_alias(
+        self,
+        alias: str,
+        call: Call,
+        ctx: RequestContext,
+        attempt: Callable[[Call, Adapter], Awaitable[Any]],
+        deadline: float,
+    ) -> Any:
+        route = self.routes[alias]
+        last_error: GatewayError | None = None
+        excluded: set[int] = set()
+        for try_number in range(self.settings.retries + 1):
+            state = self._pick(route, excluded)
+            if state is None:
+                break
+            dep = state.deployment
+            missing = self.missing_keys.get(dep.provider)
+            if missing is not None:
+                last_error = ProviderNotConfigured(
+                    f"The model {alias!r} is served by provider {dep.provider!r}, which has no API key: set {missing}"
+                )
+                excluded.add(id(state))
+                continue
+            c = replace(call, alias=alias, model=dep.model, provider=dep.provider)
+            started = time.monotonic()
+            state.in_flight += 1
+            try:
+                remaining = deadline - started
+                if remaining <= 0:
+                    raise UpstreamTimeout(f"no answer within the {self.settings.deadline_seconds}s deadline", kind="timeout")
+                async with asyncio.timeout(remaining):
+                    result = await attempt(c, self.adapters[dep.provider])
+            except TimeoutError:
+                last_error = UpstreamTimeout(
+                    f"no answer from {dep.label!r} within the {self.settings.deadline_seconds}s deadline",
+                    provider=dep.provider,
+                    kind="timeout",
+                )
+                self._failed(state)
+            except UpstreamError as exc:
+                last_error = exc
+                if not exc.retryable:
+                    self._succeeded(state, time.monotonic() - started)  # the deployment is fine; the request is not
+                    raise
+                self._failed(state)
+                excluded.add(id(state))
+            else:
+                self._succeeded(state, time.monotonic() - started)
+                ctx.deployment = dep.label
+                ctx.provider = dep.provider
+                ctx.upstream_seconds += time.monotonic() - started
+                return result
+            finally:
+                state.in_flight -= 1
+            if try_number < self.settings.retries:
+                await self._sleep(self._backoff(try_number, last_error, deadline))
+        if last_error is None:
+            raise ServiceUnavailable(f"every deployment of {alias!r} is cooling down after failures; try again shortly")
+        raise last_error
+
+    def _pick(self, route: AliasRoute, excluded: set[int]) -> DeploymentState | None:
+        now = time.monotonic()
+        candidates = [s for s in route.states if id(s) not in excluded and s.healthy(now)]
+        if not candidates:
+            # every deployment is cooling down or was tried: retry the least recently failed one rather than fail
+            candidates = [s for s in route.states if id(s) not in excluded] or route.states
+            return min(candidates, key=lambda s: s.cooldown_until) if candidates else None
+        if len(candidates) == 1:
+            return candidates[0]
+        strategy = route.settings.strategy
+        if strategy == "least_busy":
+            return min(candidates, key=lambda s: s.in_flight)
+        if strategy == "lowest_latency":
+            untried = [s for s in candidates if s.latency_ewma is None]
+            return untried[0] if untried else min(candidates, key=lambda s: s.latency_ewma or 0.0)
+        weights = [s.deployment.weight for s in candidates]
+        if sum(weights) <= 0:
+            return self._rng.choice(candidates)
+        return self._rng.choices(candidates, weights=weights)[0]
+
+    def _backoff(self, try_number: int, error: GatewayError | None, deadline: float) -> float:
+        delay = min(self.settings.backoff_max_seconds, self.settings.backoff_seconds * (2**try_number))
+        delay = delay * (0.5 + self._rng.random() / 2)  # jitter: spread retries of many clients
+        if isinstance(error, UpstreamRateLimited) and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return max(0.0, min(delay, deadline - time.monotonic()))
+
+    def _failed(self, state: DeploymentState) -> None:
+        state.failures += 1
+        state.errors += 1
+        if state.failures >= self.settings.cooldown_failures:
+            state.cooldown_until = time.monotonic() + self.settings.cooldown_seconds
+            state.cooldowns += 1
+            state.failures = 0
+
+    @staticmethod
+    def _succeeded(state: DeploymentState, seconds: float) -> None:
+        state.failures = 0
+        state.served += 1
+        state.latency_ewma = seconds if state.latency_ewma is None else 0.8 * state.latency_ewma + 0.2 * seconds
+
+
+def _failover_worthy(exc: GatewayError) -> bool:
+    return isinstance(exc, (UpstreamError, ServiceUnavailable)) and (exc.retryable or isinstance(exc, ServiceUnavailable))
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _relay(first: dict[str, Any] | None, iterator: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    try:
+        if first is None:
+            return
+        yield first
+        async for chunk in iterator:
+            yield chunk
+    finally:
+        await _close(iterator)

@@ -1,0 +1,1 @@
+"""Record and replay: keys, stores, the matcher and the pytest plugin."""

@@ -1,0 +1,48 @@
+"""Shared fixtures: a real fake upstream on 127.0.0.1 and a real gateway in front of it."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from gateway.app import create_app
+from gateway.config import Settings, parse_settings
+from tests.support.server import running
+from tests.support.upstream import FakeUpstream
+
+
+def make_settings(upstream_url: str | None = None, **sections: Any) -> Settings:
+    """Settings with alias `mock` and, given an upstream, aliases served by it (api key sk-upstream)."""
+    raw: dict[str, Any] = {
+        "providers": {"mock": {"type": "mock", "embedding_dim": 8}},
+        "models": {"mock": {"provider": "mock", "model": "mock-1"}},
+        "router": {"retries": 1, "backoff_seconds": 0, "cooldown_failures": 100},
+    }
+    if upstream_url:
+        raw["providers"]["up"] = {"type": "openai", "base_url": f"{upstream_url}/v1", "api_key": "sk-upstream",
+                                  "timeout": {"read": 5, "first_token": 5, "total": 10}}
+        for alias in ("echo", "tools", "fail-500", "fail-429", "fail-400", "context", "error-200", "malformed", "slow", "reset"):
+            raw["models"][alias] = {"provider": "up", "model": alias}
+        raw["models"]["gpt-test"] = {"provider": "up", "model": "echo"}
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(name), dict):
+            raw[name] = {**raw[name], **value}
+        else:
+            raw[name] = value
+    return parse_settings(raw, {})
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream()
+    with running(fake.app) as url:
+        fake.url = url  # type: ignore[attr-defined]
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def gateway_url(upstream: FakeUpstream) -> Iterator[str]:
+    app = create_app(make_settings(upstream.url))  # type: ignore[attr-defined]
+    with running(app) as url:
+        yield url
