@@ -7,7 +7,7 @@ import re
 import secrets
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 
 import orjson
 from sse_starlette import EventSourceResponse
@@ -20,8 +20,11 @@ from starlette.routing import Route
 from gateway import __version__
 from gateway.config import Settings, load_settings
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, ModelNotFound, NotFound, PayloadTooLarge
+from gateway.observe import Observer
 from gateway.pipeline import Pipeline
+from gateway.policy_setup import build_policies
 from gateway.providers import build_adapters
+from gateway.recorder_setup import build_recorder
 from gateway.router import Router
 from gateway.schema import parse_call
 from gateway.types import Kind, RequestContext
@@ -59,13 +62,14 @@ class Gateway:
         first_token = {name: p.timeouts.first_token for name, p in settings.providers.items()}
         self.router = Router(settings.models, self.adapters, settings.router, missing_keys=missing,
                              first_token_timeouts=first_token)
-        self.pipeline = Pipeline(self.router)
+        self.pipeline = Pipeline(self.router, build_policies(settings), build_recorder(settings))
+        self.observer = Observer(settings)
         self.created = int(time.time())
         self.ready = True
 
     async def aclose(self) -> None:
         self.ready = False
-        await self.pipeline.recorder.aclose()
+        await self.pipeline.aclose()
         for adapter in self.adapters.values():
             await adapter.aclose()
 
@@ -81,14 +85,18 @@ class Gateway:
         return await self._serve(request, "embedding")
 
     async def list_models(self, request: Request) -> Response:
-        data = [self._model_card(alias) for alias in self.settings.models]
-        return JSONResponse({"object": "list", "data": data})
+        ctx = self._context(request)
+        await self.pipeline.admit(ctx)
+        aliases = self.pipeline.visible(list(self.settings.models), ctx)
+        return JSONResponse({"object": "list", "data": [self._model_card(a) for a in aliases]}, headers=_headers(ctx))
 
     async def retrieve_model(self, request: Request) -> Response:
+        ctx = self._context(request)
+        await self.pipeline.admit(ctx)
         alias = request.path_params["model"]
-        if alias not in self.settings.models:
+        if alias not in self.pipeline.visible(list(self.settings.models), ctx):
             raise ModelNotFound(f"The model `{alias}` does not exist or you do not have access to it.", param="model")
-        return JSONResponse(self._model_card(alias))
+        return JSONResponse(self._model_card(alias), headers=_headers(ctx))
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -103,8 +111,13 @@ class Gateway:
         owner = m.owned_by or (m.deployments[0].provider if m.deployments else "llm-gateway")
         return {"id": alias, "object": "model", "created": self.created, "owned_by": owner}
 
+    @staticmethod
+    def _context(request: Request) -> RequestContext:
+        return RequestContext(request_id=_request_id(request), headers=dict(request.headers))
+
     async def _serve(self, request: Request, kind: Kind) -> Response:
-        ctx = RequestContext(request_id=_request_id(request), headers=dict(request.headers))
+        ctx = self._context(request)
+        self.observer.start(ctx, kind)
         try:
             body = await self._read_json(request)
             call = parse_call(kind, body, self.settings.models)
@@ -113,7 +126,11 @@ class Gateway:
                 return await self._stream(call, ctx)
             result = await self.pipeline.send(call, ctx)
         except GatewayError as exc:
+            if ctx.outcome == "upstream":
+                ctx.outcome = "error"
+            self.observer.finish(ctx, exc.status)
             return error_response(exc, ctx.request_id)
+        self.observer.finish(ctx, 200)
         return JSONResponse(result, headers=_headers(ctx))
 
     async def _stream(self, call: Any, ctx: RequestContext) -> Response:
@@ -125,7 +142,8 @@ class Gateway:
         except BaseException:
             await chunks.aclose()
             raise
-        return EventSourceResponse(_frames(first, chunks, ctx), headers=_headers(ctx), sep="\n", ping=15)
+        frames = _frames(first, chunks, ctx, lambda: self.observer.finish(ctx, 200))
+        return EventSourceResponse(frames, headers=_headers(ctx), sep="\n", ping=15)
 
     async def _read_json(self, request: Request) -> Any:
         limit = self.settings.server.max_body_bytes
@@ -148,7 +166,12 @@ class Gateway:
             raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.") from None
 
 
-async def _frames(first: dict[str, Any] | None, chunks: AsyncIterator[dict[str, Any]], ctx: RequestContext) -> AsyncIterator[bytes]:
+async def _frames(
+    first: dict[str, Any] | None,
+    chunks: AsyncIterator[dict[str, Any]],
+    ctx: RequestContext,
+    on_end: Callable[[], None],
+) -> AsyncIterator[bytes]:
     """SSE framing exactly as OpenAI does it; a failure after the first byte ends the stream with an error event."""
     dumps = orjson.dumps
     try:
@@ -166,6 +189,7 @@ async def _frames(first: dict[str, Any] | None, chunks: AsyncIterator[dict[str, 
         yield b"data: " + dumps(GatewayError("The stream failed inside the gateway.").to_body()) + b"\n\n"
     finally:
         await chunks.aclose()
+        on_end()
 
 
 def _request_id(request: Request) -> str:
@@ -192,12 +216,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         err = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}.")
     else:
         err = GatewayError(str(exc.detail), status=exc.status_code)
-    return error_response(err, request.headers.get("x-request-id") if request.headers.get("x-request-id", "").isalnum() else None)
+    given = request.headers.get("x-request-id")
+    return error_response(err, given if given and _REQUEST_ID.fullmatch(given) else None)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc)
+    given = request.headers.get("x-request-id")
+    return error_response(exc, given if given and _REQUEST_ID.fullmatch(given) else None)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

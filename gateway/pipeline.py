@@ -15,6 +15,22 @@ class Pipeline:
         self.policies = list(policies)
         self.recorder: Recorder = recorder or PassthroughRecorder()
 
+    async def admit(self, ctx: RequestContext) -> None:
+        for policy in self.policies:
+            await policy.admit(ctx)
+
+    def visible(self, aliases: list[str], ctx: RequestContext) -> list[str]:
+        for policy in self.policies:
+            aliases = policy.visible(aliases, ctx)
+        return aliases
+
+    async def aclose(self) -> None:
+        await self.recorder.aclose()
+        for policy in self.policies:
+            aclose = getattr(policy, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     async def before(self, call: Call, ctx: RequestContext) -> Call:
         for policy in self.policies:
             rewritten = await policy.before(call, ctx)

@@ -125,6 +125,14 @@ class Policy(Protocol):
         """Chunks still held back when the stream ends."""
         ...
 
+    async def admit(self, ctx: RequestContext) -> None:
+        """Check a request that is not a call (/v1/models, /metrics, /ui); raise to deny."""
+        ...
+
+    def visible(self, aliases: list[str], ctx: RequestContext) -> list[str]:
+        """The aliases this request may see in /v1/models."""
+        ...
+
 
 class BasePolicy:
     """Pass-through defaults, so a policy implements only the hooks it needs."""
@@ -142,6 +150,12 @@ class BasePolicy:
 
     async def end_stream(self, call: Call, ctx: RequestContext) -> list[dict[str, Any]]:
         return []
+
+    async def admit(self, ctx: RequestContext) -> None:
+        return None
+
+    def visible(self, aliases: list[str], ctx: RequestContext) -> list[str]:
+        return aliases
 
     async def aclose(self) -> None:
         return None
