@@ -62,7 +62,8 @@ class Gateway:
         first_token = {name: p.timeouts.first_token for name, p in settings.providers.items()}
         self.router = Router(settings.models, self.adapters, settings.router, missing_keys=missing,
                              first_token_timeouts=first_token)
-        self.pipeline = Pipeline(self.router, build_policies(settings), build_recorder(settings))
+        prices = {alias: m.price for alias, m in settings.models.items()}
+        self.pipeline = Pipeline(self.router, build_policies(settings), build_recorder(settings), prices)
         self.observer = Observer(settings)
         self.created = int(time.time())
         self.ready = True
@@ -134,9 +135,11 @@ class Gateway:
         return JSONResponse(result, headers=_headers(ctx))
 
     async def _stream(self, call: Any, ctx: RequestContext) -> Response:
+        started = time.perf_counter()
         chunks = await self.pipeline.stream(call, ctx)
         try:
             first = await anext(chunks)
+            ctx.first_token_seconds = time.perf_counter() - started
         except StopAsyncIteration:
             first = None
         except BaseException:

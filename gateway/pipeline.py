@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Mapping, Sequence
 
+from gateway.config import Price
 from gateway.router import Router
-from gateway.types import Call, Policy, RequestContext
+from gateway.types import Call, Policy, RequestContext, Usage
 from recordings.base import PassthroughRecorder, Recorder
 
 
 class Pipeline:
-    def __init__(self, router: Router, policies: Sequence[Policy] = (), recorder: Recorder | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        policies: Sequence[Policy] = (),
+        recorder: Recorder | None = None,
+        prices: Mapping[str, Price] | None = None,
+    ) -> None:
         self.router = router
         self.policies = list(policies)
         self.recorder: Recorder = recorder or PassthroughRecorder()
+        self.prices = dict(prices or {})
+
+    def account(self, call: Call, ctx: RequestContext, usage: Any) -> None:
+        """Record real usage (and its cost at the alias's price) on the context, for limits, budgets and metrics."""
+        if not isinstance(usage, dict):
+            return
+        prompt = usage.get("prompt_tokens") or 0
+        completion = usage.get("completion_tokens") or 0
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return
+        ctx.usage = Usage(prompt, completion)
+        price = self.prices.get(call.alias)
+        if price is not None:
+            ctx.cost_usd = price.cost(prompt, completion)
 
     async def admit(self, ctx: RequestContext) -> None:
         for policy in self.policies:
@@ -41,6 +62,7 @@ class Pipeline:
     async def send(self, call: Call, ctx: RequestContext) -> dict[str, Any]:
         call = await self.before(call, ctx)
         response = await self.recorder.send(call, ctx, self.router.send)
+        self.account(call, ctx, response.get("usage"))
         for policy in self.policies:
             rewritten = await policy.after(call, response, ctx)
             if rewritten is not None:
@@ -51,8 +73,6 @@ class Pipeline:
         """A primed stream: errors up to the first upstream chunk are raised here, as HTTP errors."""
         call = await self.before(call, ctx)
         chunks = await self.recorder.stream(call, ctx, self.router.stream)
-        if not self.policies:
-            return chunks
         return self._filtered(call, ctx, chunks)
 
     async def _filtered(
@@ -60,6 +80,12 @@ class Pipeline:
     ) -> AsyncIterator[dict[str, Any]]:
         try:
             async for chunk in chunks:
+                usage = chunk.get("usage")
+                if usage:
+                    self.account(call, ctx, usage)
+                if not self.policies:
+                    yield chunk
+                    continue
                 for out in await self._through(call, ctx, [chunk], 0):
                     yield out
             for i, policy in enumerate(self.policies):
