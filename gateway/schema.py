@@ -154,6 +154,9 @@ def _check_stop(body: dict[str, Any]) -> None:
 
 
 def _check_tools(body: dict[str, Any]) -> None:
+    choice = body.get("tool_choice")
+    if choice is not None and not (choice in ("none", "auto", "required") or isinstance(choice, dict)):
+        raise InvalidRequest(f"Invalid value for 'tool_choice': {choice!r}.", param="tool_choice", code="invalid_value")
     tools = body.get("tools")
     if tools is None:
         return
@@ -167,9 +170,6 @@ def _check_tools(body: dict[str, Any]) -> None:
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn.get("name"):
                 raise InvalidRequest(f"Missing required parameter: 'tools[{i}].function.name'.",
                                      param=f"tools[{i}].function.name", code="missing_required_parameter")
-    choice = body.get("tool_choice")
-    if choice is not None and not (choice in ("none", "auto", "required") or isinstance(choice, dict)):
-        raise InvalidRequest(f"Invalid value for 'tool_choice': {choice!r}.", param="tool_choice", code="invalid_value")
 
 
 def _check_stream_options(body: dict[str, Any]) -> None:

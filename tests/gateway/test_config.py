@@ -1,0 +1,93 @@
+"""gateway.toml parsing: typed settings, env expansion, and every mistake reported with its TOML path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_settings, masked, parse_settings
+from gateway.toml_reader import expand_env
+
+MINIMAL = {"providers": {"m": {"type": "mock"}}, "models": {"mock": {"provider": "m"}}}
+
+
+def problems_of(raw: dict, env: dict | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_settings(raw, env or {})
+    return info.value.problems
+
+
+def test_shipped_config_serves_mock_with_no_environment() -> None:
+    settings = load_settings(Path(__file__).parents[2] / "gateway.toml", env={})
+    assert "mock" in settings.models
+    assert settings.server.port == 8080
+    assert settings.providers["openai"].missing_key
+    assert any("OPENAI_API_KEY" in w for w in settings.warnings)
+
+
+def test_env_expansion_with_and_without_defaults() -> None:
+    env = {"A": "1", "EMPTY": ""}
+    assert expand_env("${A}", env) == "1"
+    assert expand_env("${MISSING:-fallback}", env) == "fallback"
+    assert expand_env("${EMPTY:-fallback}", env) == "fallback"
+    unset: list[str] = []
+    assert expand_env("x${NOPE}y", env, unset) == "xy" and unset == ["NOPE"]
+
+
+def test_env_values_are_typed_where_numbers_are_expected() -> None:
+    raw = {**MINIMAL, "server": {"port": "${PORT:-9000}"}}
+    assert parse_settings(raw, {}).server.port == 9000
+    assert parse_settings(raw, {"PORT": "9100"}).server.port == 9100
+
+
+def test_every_mistake_is_reported_with_its_path() -> None:
+    raw = {
+        "server": {"port": "eighty", "hots": "x"},
+        "providers": {"up": {"type": "opnai"}, "m": {"type": "mock", "embedding_dim": 0}},
+        "models": {"a": {"provider": "nowhere"}, "b": {"model": "x", "provider": "m", "fallbacks": ["zzz"]}},
+    }
+    found = "\n".join(problems_of(raw))
+    assert "server.port: expected an integer" in found
+    assert "server.hots: unknown key" in found
+    assert "providers.up.type: expected one of 'openai', 'anthropic', 'llamacpp', 'mock'" in found
+    assert "providers.m.embedding_dim: must be >= 1" in found
+    assert 'models."a".provider: unknown provider \'nowhere\'' in found
+    assert 'models."b".fallbacks: unknown alias \'zzz\'' in found
+
+
+def test_deployments_array_and_shorthand() -> None:
+    raw = {
+        "providers": {"a": {"type": "mock"}, "b": {"type": "mock"}},
+        "models": {
+            "one": {"provider": "a", "model": "x"},
+            "two": {"deployments": [{"provider": "a", "model": "x", "weight": 3}, {"provider": "b"}], "strategy": "least_busy"},
+        },
+    }
+    s = parse_settings(raw, {})
+    assert [d.label for d in s.models["one"].deployments] == ["a/x"]
+    assert [(d.label, d.weight) for d in s.models["two"].deployments] == [("a/x", 3.0), ("b/two", 1.0)]
+    assert s.models["two"].strategy == "least_busy"
+
+
+def test_missing_key_is_a_warning_not_an_error_and_secrets_are_masked() -> None:
+    raw = {"providers": {"o": {"type": "openai", "api_key": "${OPENAI_API_KEY}"}}, "models": {"g": {"provider": "o"}}}
+    s = parse_settings(raw, {})
+    assert s.providers["o"].missing_key and s.providers["o"].api_key_env == ("OPENAI_API_KEY",)
+    s = parse_settings(raw, {"OPENAI_API_KEY": "sk-verysecretvalue123"})
+    shown = str(masked(s))
+    assert "sk-verysecretvalue123" not in shown and "sk-****23" in shown
+
+
+def test_invalid_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server\nport = 1")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_settings(bad, env={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "none.toml", env={})
+
+
+def test_record_mode_environment_override() -> None:
+    assert parse_settings(MINIMAL, {"GATEWAY_RECORD_MODE": "replay"}).recording.mode == "replay"
+    assert any("GATEWAY_RECORD_MODE" in p for p in problems_of(MINIMAL, {"GATEWAY_RECORD_MODE": "sometimes"}))
