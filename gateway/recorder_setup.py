@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
-from gateway.config import Settings
+from gateway import __version__
+from gateway.config import RecordingSettings, Settings
 from recordings.base import PassthroughRecorder, Recorder
+from recordings.keys import KeyMaker
+from recordings.recorder import StoreRecorder
+from recordings.store import open_store
+
+
+def key_maker(settings: RecordingSettings) -> KeyMaker:
+    return KeyMaker(settings.ignore_fields, [(s.pattern, s.replacement) for s in settings.scrubbers])
 
 
 def build_recorder(settings: Settings) -> Recorder:
-    return PassthroughRecorder()
+    r = settings.recording
+    if r.mode == "off":
+        return PassthroughRecorder()
+    return StoreRecorder(
+        r.mode,
+        open_store(r.store, r.path),
+        key_maker(r),
+        replay_timing=r.replay_timing,
+        timing_scale=r.timing_scale,
+        match=r.match,
+        nearest_threshold=r.nearest_threshold,
+        ttl_seconds=r.ttl_seconds,
+        record_errors=r.record_errors,
+        gateway_version=__version__,
+    )

@@ -1,0 +1,48 @@
+"""The Store protocol and `open_store()`; each store lives in its own module.
+
+Every store must make a put atomic (a reader sees the old recording or the new one, never a part) and safe with
+several processes writing at once.
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Iterable, Protocol
+
+from recordings.model import CorruptRecording, Recording
+
+STORE_KINDS = ("sqlite", "directory")
+
+
+class Store(Protocol):
+    location: str
+    corrupt: list[CorruptRecording]  # filled by iter() with what it had to skip
+
+    async def get(self, key: str) -> Recording | None:
+        """The recording, None when there is none; CorruptRecording when it cannot be read."""
+        ...
+
+    async def put(self, key: str, recording: Recording) -> None: ...
+
+    def iter(self) -> AsyncIterator[Recording]:
+        """Every readable recording; unreadable ones are logged and listed in `corrupt`."""
+        ...
+
+    async def delete(self, key: str) -> bool: ...
+
+    async def touch(self, keys: Iterable[str], when: float) -> None:
+        """Note that these recordings were used (for `prune --unused-since`); stores may ignore it."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def open_store(kind: str, path: str) -> Store:
+    if kind == "sqlite":
+        from recordings.sqlite_store import SQLiteStore
+
+        return SQLiteStore(path)
+    if kind == "directory":
+        from recordings.directory_store import DirectoryStore
+
+        return DirectoryStore(path)
+    raise ValueError(f"unknown recording store {kind!r}: expected one of {', '.join(STORE_KINDS)}")
