@@ -7,9 +7,9 @@ import sys
 from typing import Sequence
 
 from gateway import __version__
-from gateway.commands import serve
+from gateway.commands import recordings, serve
 
-COMMAND_GROUPS = [serve]
+COMMAND_GROUPS = [serve, recordings]
 
 
 def build_parser() -> argparse.ArgumentParser:

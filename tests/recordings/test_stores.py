@@ -1,0 +1,125 @@
+"""Both stores: the protocol, atomic writes, corrupt entries, and four processes recording at once."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recordings.directory_store import DirectoryStore
+from recordings.model import CorruptRecording, Meta, Recording
+from recordings.store import open_store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def recording(key: str, content: str = "hi", created: float = 1.0) -> Recording:
+    return Recording(key, {"endpoint": "/v1/chat/completions", "alias": "m", "body": {"q": content}},
+                     Meta(alias="m", created=created), response={"content": content})
+
+
+def store_path(tmp_path: Path, kind: str) -> str:
+    return str(tmp_path / ("rec" if kind == "directory" else "rec.db"))
+
+
+@pytest.mark.parametrize("kind", ["directory", "sqlite"])
+async def test_get_put_iter_delete(tmp_path: Path, kind: str) -> None:
+    store = open_store(kind, store_path(tmp_path, kind))
+    try:
+        assert await store.get("a" * 32) is None
+        await store.put("a" * 32, recording("a" * 32, "first", created=2.0))
+        await store.put("b" * 32, recording("b" * 32, created=1.0))
+        await store.put("a" * 32, recording("a" * 32, "second", created=2.0))  # a re-record replaces
+        got = await store.get("a" * 32)
+        assert got is not None and got.response == {"content": "second"}
+        in_order = ["b" * 32, "a" * 32] if kind == "sqlite" else ["a" * 32, "b" * 32]  # by created / by file name
+        assert [r.key async for r in store.iter()] == in_order
+        await store.touch(["a" * 32], 99.0)
+        assert await store.delete("a" * 32) and not await store.delete("a" * 32)
+        assert [r.key async for r in store.iter()] == ["b" * 32]
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_store_uses_wal_and_tracks_use(tmp_path: Path) -> None:
+    store = open_store("sqlite", str(tmp_path / "rec.db"))
+    await store.put("a" * 32, recording("a" * 32))
+    await store.touch(["a" * 32], 1234.0)
+    assert (await store.get("a" * 32)).meta.last_used == 1234.0
+    await store.aclose()
+    with sqlite3.connect(tmp_path / "rec.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_directory_store_writes_one_pretty_file_per_key_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    store = DirectoryStore(str(tmp_path))
+    await store.put("a" * 32, recording("a" * 32))
+    assert [p.name for p in tmp_path.iterdir()] == ["a" * 32 + ".json"]
+    assert (tmp_path / ("a" * 32 + ".json")).read_bytes() == recording("a" * 32).to_json()
+
+
+async def test_a_failed_write_keeps_the_old_recording_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = DirectoryStore(str(tmp_path))
+    await store.put("a" * 32, recording("a" * 32, "old"))
+
+    def crash(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("recordings.directory_store.os.replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        await store.put("a" * 32, recording("a" * 32, "new"))
+    assert (await store.get("a" * 32)).response == {"content": "old"}
+    assert [p.name for p in tmp_path.iterdir()] == ["a" * 32 + ".json"]  # the temp file is gone too
+
+
+async def test_corrupt_entries_are_named_and_skipped_by_iter(tmp_path: Path) -> None:
+    store = DirectoryStore(str(tmp_path))
+    await store.put("a" * 32, recording("a" * 32))
+    (tmp_path / ("b" * 32 + ".json")).write_text("{not json")
+    (tmp_path / ("c" * 32 + ".json")).write_bytes(recording("d" * 32).to_json())  # renamed by hand
+    (tmp_path / ".leftover.tmp").write_text("partial")  # a crashed writer's temp file is never read
+    assert [r.key async for r in store.iter()] == ["a" * 32]
+    assert [Path(c.where).name for c in store.corrupt] == ["b" * 32 + ".json", "c" * 32 + ".json"]
+    with pytest.raises(CorruptRecording, match="does not match the file name"):
+        await store.get("c" * 32)
+
+
+async def test_sqlite_corrupt_row_names_database_and_key(tmp_path: Path) -> None:
+    store = open_store("sqlite", str(tmp_path / "rec.db"))
+    await store.put("a" * 32, recording("a" * 32))
+    await store.put("b" * 32, recording("b" * 32))
+    await store.aclose()
+    with sqlite3.connect(tmp_path / "rec.db") as db:
+        db.execute("UPDATE recordings SET data = ? WHERE key = ?", (b"{broken", "b" * 32))
+    store = open_store("sqlite", str(tmp_path / "rec.db"))
+    try:
+        with pytest.raises(CorruptRecording, match=f"rec.db \\(key {'b' * 32}\\)"):
+            await store.get("b" * 32)
+        assert [r.key async for r in store.iter()] == ["a" * 32] and len(store.corrupt) == 1
+    finally:
+        await store.aclose()
+
+
+def test_directory_store_rejects_keys_that_are_not_keys(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        DirectoryStore(str(tmp_path)).file_for("../../etc/passwd")
+
+
+@pytest.mark.parametrize("kind", ["directory", "sqlite"])
+async def test_four_processes_recording_in_parallel_lose_nothing(tmp_path: Path, kind: str) -> None:
+    path = store_path(tmp_path, kind)
+    per_worker = 25
+    workers = [subprocess.Popen([sys.executable, "-m", "tests.recordings.parallel_writer", kind, path, str(w),
+                                 str(per_worker)], cwd=ROOT, stderr=subprocess.PIPE) for w in range(4)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err.decode()
+    store = open_store(kind, path)
+    try:
+        keys = [r.key async for r in store.iter()]
+    finally:
+        await store.aclose()
+    assert store.corrupt == [] and len(keys) == len(set(keys)) == 4 * per_worker + 1
