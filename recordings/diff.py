@@ -50,6 +50,8 @@ def _walk(a: Any, b: Any, path: str, out: list[str], limit: int) -> None:
 
 def _around(a: str, b: str) -> str:
     """Both strings cut around their first difference, so a long prompt shows where it changed."""
+    if len(a) <= _SHOW and len(b) <= _SHOW:
+        return f"{a!r} -> {b!r}"
     start = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     lo = max(0, start - 20)
     prefix = "…" if lo else ""

@@ -1,7 +1,8 @@
 """One recorded exchange and its stable JSON form (the same bytes in every store).
 
-A recording holds the normalized request it answers, exactly one of: a whole `response`, a stream's `chunks` (each
-with the delay before it), or an upstream `error`; and metadata. It never holds client headers or keys: a Call
+A recording holds the normalized request it answers, its answer, and metadata. The answer is an upstream `error`, or
+a whole `response` and/or a stream's `chunks` (each with the delay before it): `stream` is not part of the key, so a
+request recorded both ways keeps both shapes, and each is replayed as it was received. It never holds client headers or keys: a Call
 carries none, and nothing else is written.
 """
 
@@ -66,6 +67,17 @@ class Recording:
             self._response_bytes = orjson.dumps(self.response)
         return orjson.loads(self._response_bytes)
 
+    def keeping_other_shape(self, older: Recording | None) -> Recording:
+        """This new recording plus the shape of answer (whole or stream) that `older`, of the same key, has and it lacks."""
+        if older is None or self.error is not None or older.error is not None:
+            return self
+        if self.response is None and older.response is not None:
+            self.response = older.response
+        if self.chunks is None and older.chunks is not None:
+            self.chunks = older.chunks
+        self.meta.usage = self.meta.usage or older.meta.usage
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "format": FORMAT_VERSION,
@@ -115,8 +127,8 @@ class Recording:
                 raise TypeError("key, request and meta must be a string, an object and an object")
             chunks = data.get("chunks")
             answers = [name for name in ("response", "chunks", "error") if data.get(name) is not None]
-            if len(answers) != 1:
-                raise ValueError(f"expected exactly one of response, chunks, error; found {answers or 'none'}")
+            if not answers or ("error" in answers and len(answers) > 1):
+                raise ValueError(f"expected an error, or a response and/or chunks; found {answers or 'none'}")
             return cls(
                 key=key,
                 request=request,

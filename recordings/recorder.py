@@ -316,6 +316,12 @@ class StoreRecorder:
 
     async def _save(self, recording: Recording) -> None:
         try:
+            older = self._cache.get(recording.key) or await self.store.get(recording.key)
+        except Exception as exc:  # noqa: BLE001 - an unreadable old recording is simply replaced
+            log.warning("replacing unreadable recording %s: %s", recording.key, exc)
+            older = None
+        recording = recording.keeping_other_shape(older)
+        try:
             await self.store.put(recording.key, recording)
         except Exception as exc:  # noqa: BLE001 - the client still gets its answer; the failure is logged and counted
             self.counters.store_errors += 1

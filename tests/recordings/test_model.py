@@ -25,7 +25,7 @@ def test_round_trip_is_stable_and_pretty() -> None:
         (b'{"format": 1, "key": "ab', "invalid JSON"),
         (b"[]", "expected a JSON object"),
         (b'{"format": 9}', "unknown format 9"),
-        (b'{"format": 1, "key": "k", "request": {}, "meta": {}}', "expected exactly one of response, chunks, error"),
+        (b'{"format": 1, "key": "k", "request": {}, "meta": {}}', "expected an error, or a response and/or chunks"),
         (b'{"format": 1, "key": "k", "request": {}, "meta": {}, "chunks": [{"delay": 0}]}', "KeyError"),
     ],
 )
