@@ -57,9 +57,20 @@ class GatewayServer:
                                 access_log=False)
         self._server = uvicorn.Server(config)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._server.serve(),),
-                                        name="llm-gateway", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="llm-gateway", daemon=True)
         self._recordings: Path | None = None
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._server.serve())
+        finally:
+            # streams still open when the session ends leave tasks behind: end them before closing the loop
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self._loop.close()
 
     def start(self) -> None:
         self._thread.start()

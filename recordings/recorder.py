@@ -207,8 +207,8 @@ class StoreRecorder:
 
     async def _miss_error(self, request: NormalizedRequest) -> RecordingNotFound:
         message = (f"No recording for this request (key {request.key}: {request.endpoint}, model {request.alias!r}) "
-                   f"in {self.store.location}. The gateway is in replay mode and never calls an upstream; record it "
-                   f"with --record-mode record or auto.")
+                   f"in {self.store.location}. The gateway is in replay mode and never calls an upstream; record it in "
+                   f"mode record or auto (gateway serve --record-mode, or pytest --gateway-record-mode).")
         nearest = await self._nearest(request, k=1)
         if not nearest:
             return RecordingNotFound(message + " The store holds no recordings.")
