@@ -225,3 +225,12 @@ async def test_recordings_hold_no_client_headers_or_keys(make_recorder, scripted
     assert b"answer to hello" in stored and b" to tell" in stored  # the scan does see both recordings
     for secret in (b"sk-client-secret", b"sk-other-secret", b"authorization", b"Bearer"):
         assert secret not in stored
+
+
+async def test_a_key_asked_whole_and_streamed_keeps_both_answers(make_recorder, scripted: ScriptedUpstream):
+    recorder = make_recorder("record")
+    whole = await recorder.send(chat("hello"), ctx(), scripted.send)
+    live = await collect(await recorder.stream(chat("hello", stream=True), ctx(), scripted.stream))
+    replayer = make_recorder("replay")
+    assert await replayer.send(chat("hello"), ctx(), scripted.send) == whole
+    assert await collect(await replayer.stream(chat("hello", stream=True), ctx(), scripted.stream)) == live
