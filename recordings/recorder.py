@@ -66,6 +66,7 @@ class StoreRecorder:
         self._index: NearestIndex | None = None
         self._index_lock = asyncio.Lock()
         self._used: set[str] = set()
+        self._flushes: set[asyncio.Task[None]] = set()  # referenced until done, so they are not collected mid-write
 
     # the Recorder protocol
 
@@ -99,6 +100,8 @@ class StoreRecorder:
         return self._recording_stream(request, call, ctx, chunks, started)
 
     async def aclose(self) -> None:
+        if self._flushes:
+            await asyncio.gather(*self._flushes)
         await self._flush_used()
         await self.store.aclose()
 
@@ -159,7 +162,9 @@ class StoreRecorder:
     def _note_used(self, key: str) -> None:
         self._used.add(key)
         if len(self._used) >= TOUCH_BATCH:
-            asyncio.get_running_loop().create_task(self._flush_used())
+            task = asyncio.get_running_loop().create_task(self._flush_used())
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
 
     async def _flush_used(self) -> None:
         used, self._used = self._used, set()

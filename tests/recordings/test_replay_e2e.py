@@ -90,3 +90,15 @@ def test_recordings_hold_no_secrets(recorded) -> None:
     assert stored.count(b'"format": 1') == 6  # 7 calls: the tool call asked whole and streamed shares one key
     for secret in (b"sk-upstream", b"sk-client-secret", b"Bearer", b"authorization"):
         assert secret not in stored
+
+
+def test_an_unwritable_store_still_answers_and_counts_the_failure(upstream: FakeUpstream, tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("a file where the store's directory should be")
+    settings = make_settings(upstream.url, recording={"mode": "auto", "store": "directory",  # type: ignore[attr-defined]
+                                                      "path": str(tmp_path / "not-a-dir" / "recordings")})
+    app = create_app(settings)
+    with running(app) as url:
+        answer = client(url).chat.completions.create(model="echo", messages=[{"role": "user", "content": "still here?"}])
+    assert answer.choices[0].message.content == "echo: still here?"
+    counters = app.state.gateway.pipeline.recorder.counters
+    assert (counters.store_errors, counters.records) == (2, 0)  # the lookup and the write both failed

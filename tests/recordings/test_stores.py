@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,34 @@ async def test_four_processes_recording_in_parallel_lose_nothing(tmp_path: Path,
     finally:
         await store.aclose()
     assert store.corrupt == [] and len(keys) == len(set(keys)) == 4 * per_worker + 1
+
+
+def _count(kind: str, path: str) -> int:
+    if kind == "directory":
+        return len(list(Path(path).glob("*.json"))) if Path(path).is_dir() else 0
+    try:
+        with sqlite3.connect(path, timeout=5) as db:
+            return db.execute("SELECT count(*) FROM recordings").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.parametrize("kind", ["directory", "sqlite"])
+async def test_kill_9_mid_recording_leaves_only_whole_recordings(tmp_path: Path, kind: str) -> None:
+    path = store_path(tmp_path, kind)
+    writer = subprocess.Popen([sys.executable, "-m", "tests.recordings.parallel_writer", kind, path, "0", "100000"],
+                              cwd=ROOT, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while _count(kind, path) < 20 and time.monotonic() < deadline and writer.poll() is None:
+            time.sleep(0.02)
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    store = open_store(kind, path)
+    try:
+        keys = [r.key async for r in store.iter()]
+    finally:
+        await store.aclose()
+    assert len(keys) >= 20 and store.corrupt == []
