@@ -11,8 +11,8 @@ import asyncio
 import logging
 import os
 import tempfile
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import AsyncIterator, Iterable
 
 from recordings.model import CorruptRecording, Recording
 
@@ -87,7 +87,7 @@ class DirectoryStore:
 
     async def touch(self, keys: Iterable[str], when: float) -> None:
         """Not tracked: a fixture directory in git should change only when recordings change."""
-        return None
+        return
 
     async def aclose(self) -> None:
         return None

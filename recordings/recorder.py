@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -197,7 +198,8 @@ class StoreRecorder:
             if recording is None:
                 try:
                     recording = await self.store.get(key)
-                except Exception:  # noqa: BLE001 - a corrupt neighbour is skipped; the miss is still reported
+                except Exception as exc:  # noqa: BLE001 - a corrupt neighbour is skipped; the miss is still reported
+                    log.warning("skipping unreadable recording %s: %s", key, exc)
                     continue
             if recording is not None:
                 found.append((recording, score))

@@ -6,7 +6,8 @@ several processes writing at once.
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Iterable, Protocol
+from collections.abc import AsyncIterator, Iterable
+from typing import Protocol
 
 from recordings.model import CorruptRecording, Recording
 

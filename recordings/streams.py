@@ -57,7 +57,7 @@ def _chat_choices(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 choice["finish_reason"] = c["finish_reason"]
             if c.get("logprobs"):
                 merged = choice["logprobs"] or {"content": []}
-                merged["content"].extend((c["logprobs"].get("content") or []))
+                merged["content"].extend(c["logprobs"].get("content") or [])
                 choice["logprobs"] = merged
     out = []
     for index in sorted(choices):
@@ -113,7 +113,7 @@ def _chat_deltas(whole: dict[str, Any]) -> list[dict[str, Any]]:
         index = choice.get("index", 0)
         message = choice.get("message") or {}
 
-        def delta(d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        def delta(d: dict[str, Any], finish: str | None = None, index: int = index) -> dict[str, Any]:
             return {"index": index, "delta": d, "logprobs": None, "finish_reason": finish}
 
         deltas.append(delta({"role": message.get("role") or "assistant", "content": ""}))

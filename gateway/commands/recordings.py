@@ -9,9 +9,11 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -107,9 +109,7 @@ def _selected(args: argparse.Namespace, recording: Recording, now: float) -> boo
         return False
     if args.newer_than is not None and age > args.newer_than:
         return False
-    if args.unused_since is not None and now - (meta.last_used or meta.created) < args.unused_since:
-        return False
-    return True
+    return args.unused_since is None or now - (meta.last_used or meta.created) >= args.unused_since
 
 
 async def _matching(args: argparse.Namespace, store: Store) -> list[Recording]:
@@ -129,7 +129,7 @@ def _shape(recording: Recording) -> str:
 def _when(seconds: float | None) -> str:
     if not seconds:
         return "-"
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def _ls(args: argparse.Namespace, store: Store) -> int:
@@ -234,7 +234,7 @@ def _key(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return 2
-    raw = open(args.file, "rb").read() if args.file else sys.stdin.buffer.read()
+    raw = Path(args.file).read_bytes() if args.file else sys.stdin.buffer.read()
     try:
         body: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

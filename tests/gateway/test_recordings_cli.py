@@ -51,7 +51,7 @@ def test_key_prints_the_key_replay_uses_and_the_normalized_body(config: Path, ca
 
 
 def test_show_accepts_a_unique_prefix(config: Path, capsys) -> None:
-    key = sorted(RECORDINGS.glob("*.json"))[0].stem
+    key = min(RECORDINGS.glob("*.json")).stem
     code, out, _ = cli(capsys, "recordings", "show", key[:6], "--config", str(config))
     assert code == 0 and json.loads(out)["key"] == key
     code, _, err = cli(capsys, "recordings", "show", "ffffffff", "--config", str(config))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
-from gateway.errors import UpstreamStatusError
 from gateway.types import Call, RequestContext
 from recordings.keys import KeyMaker
 from recordings.recorder import StoreRecorder

@@ -7,7 +7,8 @@ upstream; this replays it through the real app and the openai SDK, as a team's C
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest

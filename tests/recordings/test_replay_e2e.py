@@ -6,8 +6,9 @@ a port nobody listens on, so any call that escaped the recorder would fail.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import openai
 import pytest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import subprocess
@@ -110,8 +111,16 @@ def test_directory_store_rejects_keys_that_are_not_keys(tmp_path: Path) -> None:
         DirectoryStore(str(tmp_path)).file_for("../../etc/passwd")
 
 
+async def _stored_keys(kind: str, path: str) -> tuple[list[str], list[CorruptRecording]]:
+    store = open_store(kind, path)
+    try:
+        return [r.key async for r in store.iter()], store.corrupt
+    finally:
+        await store.aclose()
+
+
 @pytest.mark.parametrize("kind", ["directory", "sqlite"])
-async def test_four_processes_recording_in_parallel_lose_nothing(tmp_path: Path, kind: str) -> None:
+def test_four_processes_recording_in_parallel_lose_nothing(tmp_path: Path, kind: str) -> None:
     path = store_path(tmp_path, kind)
     per_worker = 25
     workers = [subprocess.Popen([sys.executable, "-m", "tests.recordings.parallel_writer", kind, path, str(w),
@@ -119,12 +128,8 @@ async def test_four_processes_recording_in_parallel_lose_nothing(tmp_path: Path,
     for worker in workers:
         _, err = worker.communicate(timeout=120)
         assert worker.returncode == 0, err.decode()
-    store = open_store(kind, path)
-    try:
-        keys = [r.key async for r in store.iter()]
-    finally:
-        await store.aclose()
-    assert store.corrupt == [] and len(keys) == len(set(keys)) == 4 * per_worker + 1
+    keys, corrupt = asyncio.run(_stored_keys(kind, path))
+    assert corrupt == [] and len(keys) == len(set(keys)) == 4 * per_worker + 1
 
 
 def _count(kind: str, path: str) -> int:
@@ -138,7 +143,7 @@ def _count(kind: str, path: str) -> int:
 
 
 @pytest.mark.parametrize("kind", ["directory", "sqlite"])
-async def test_kill_9_mid_recording_leaves_only_whole_recordings(tmp_path: Path, kind: str) -> None:
+def test_kill_9_mid_recording_leaves_only_whole_recordings(tmp_path: Path, kind: str) -> None:
     path = store_path(tmp_path, kind)
     writer = subprocess.Popen([sys.executable, "-m", "tests.recordings.parallel_writer", kind, path, "0", "100000"],
                               cwd=ROOT, stderr=subprocess.DEVNULL)
@@ -150,9 +155,5 @@ async def test_kill_9_mid_recording_leaves_only_whole_recordings(tmp_path: Path,
         writer.send_signal(signal.SIGKILL)
         writer.wait()
     assert writer.returncode == -signal.SIGKILL
-    store = open_store(kind, path)
-    try:
-        keys = [r.key async for r in store.iter()]
-    finally:
-        await store.aclose()
-    assert len(keys) >= 20 and store.corrupt == []
+    keys, corrupt = asyncio.run(_stored_keys(kind, path))
+    assert len(keys) >= 20 and corrupt == []
