@@ -33,7 +33,7 @@ class Pipeline:
             return
         ctx.usage = Usage(prompt, completion)
         price = self.prices.get(call.alias)
-        if price is not None:
+        if price is not None and ctx.outcome not in ("replay", "cache_hit"):  # an answer from the store cost nothing
             ctx.cost_usd = price.cost(prompt, completion)
 
     async def admit(self, ctx: RequestContext) -> None:
