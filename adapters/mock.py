@@ -95,7 +95,7 @@ class MockAdapter:
                 "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}],
             }
             return message, "tool_calls", count_text(name) + count_text(arguments)
-        text = _reply_text(messages, index)
+        text = _structured_reply(body, messages) or _reply_text(messages, index)
         text, finish = _truncate(text, body)
         return {"role": "assistant", "content": text, "refusal": None}, finish, count_text(text)
 
@@ -187,6 +187,19 @@ def _reply_text(messages: list[dict[str, Any]], index: int) -> str:
     return f"Mock reply to: {said}{suffix}"
 
 
+def _structured_reply(body: dict[str, Any], messages: list[dict[str, Any]]) -> str | None:
+    """JSON content for response_format json_schema / json_object, so structured-output clients can parse it."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        return orjson.dumps(_example_arguments(schema, messages)).decode()
+    if fmt.get("type") == "json_object":
+        return orjson.dumps({"reply": _reply_text(messages, 0)}).decode()
+    return None
+
+
 def _truncate(text: str, body: dict[str, Any], default_max: int | None = None) -> tuple[str, str]:
     limit = body.get("max_completion_tokens") or body.get("max_tokens") or default_max
     if isinstance(limit, int) and limit > 0:
@@ -223,30 +236,43 @@ def _wanted_tool(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[s
     return None
 
 
-def _example_arguments(schema: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """Deterministic arguments that satisfy the required properties of a JSON schema."""
-    props = schema.get("properties") or {}
-    required = schema.get("required") or list(props)
+def _example_arguments(schema: dict[str, Any], messages: list[dict[str, Any]]) -> Any:
+    """A deterministic value that satisfies a JSON schema (tool parameters, or a response_format json_schema)."""
     rng = random.Random(_digest(messages, schema))
-    args: dict[str, Any] = {}
-    for name in required:
-        spec = props.get(name) or {}
-        kind = spec.get("type")
-        if spec.get("enum"):
-            args[name] = spec["enum"][0]
-        elif kind in ("integer",):
-            args[name] = rng.randint(1, 100)
-        elif kind == "number":
-            args[name] = round(rng.uniform(0, 100), 2)
-        elif kind == "boolean":
-            args[name] = True
-        elif kind == "array":
-            args[name] = []
-        elif kind == "object":
-            args[name] = {}
-        else:
-            args[name] = f"example {name}"
-    return args
+    return _example_value(schema, schema.get("$defs") or schema.get("definitions") or {}, rng, "value", 0)
+
+
+def _example_value(schema: dict[str, Any], defs: dict[str, Any], rng: random.Random, name: str, depth: int) -> Any:
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.rsplit("/", 1)[-1] in defs and depth < 8:
+        return _example_value(defs[ref.rsplit("/", 1)[-1]], defs, rng, name, depth + 1)
+    for combinator in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in schema.get(combinator) or () if isinstance(o, dict) and o.get("type") != "null"]
+        if options:
+            return _example_value(options[0], defs, rng, name, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object" or (kind is None and "properties" in schema):
+        props = schema.get("properties") or {}
+        required = schema.get("required") or list(props)
+        return {key: _example_value(props.get(key) or {}, defs, rng, key, depth + 1) for key in required if depth < 8}
+    if kind == "array":
+        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        return [_example_value(items, defs, rng, name, depth + 1)] if depth < 8 and schema.get("minItems", 1) else []
+    if kind == "integer":
+        return rng.randint(1, 100)
+    if kind == "number":
+        return round(rng.uniform(0, 100), 2)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return f"example {name}"
 
 
 def _vector(item: Any, dim: int) -> list[float]:

@@ -197,3 +197,27 @@ def test_client_request_id_is_echoed(gateway_url: str) -> None:
     hostile = httpx.post(f"{gateway_url}/v1/chat/completions", json=body, headers={"x-request-id": "x" * 500})
     assert ok.headers["x-request-id"] == "abc-123"
     assert hostile.headers["x-request-id"].startswith("req_")
+
+
+def test_mock_structured_output_parses_with_the_sdk(client: openai.OpenAI) -> None:
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+        population: int
+
+    class Answer(BaseModel):
+        cities: list[City]
+        capital: City | None
+        confident: bool
+
+    result = client.chat.completions.parse(model="mock", messages=[{"role": "user", "content": "cities?"}],
+                                           response_format=Answer)
+    parsed = result.choices[0].message.parsed
+    assert isinstance(parsed, Answer) and parsed.cities[0].name == "example name"
+    again = client.chat.completions.parse(model="mock", messages=[{"role": "user", "content": "cities?"}],
+                                          response_format=Answer)
+    assert again.choices[0].message.parsed == parsed
+    json_mode = client.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}],
+                                               response_format={"type": "json_object"})
+    assert json_mode.choices[0].message.content == '{"reply":"Mock reply to: hi"}'
