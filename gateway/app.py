@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -19,14 +20,25 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.config import Settings, load_settings
-from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, ModelNotFound, NotFound, PayloadTooLarge
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    ModelNotFound,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 from gateway.observe import Observer
+from gateway.operator_routes import operator_routes
 from gateway.pipeline import Pipeline
 from gateway.policy_setup import build_policies
 from gateway.providers import build_adapters
 from gateway.recorder_setup import build_recorder
 from gateway.router import Router
+from gateway.request_log import configure_process_logging
 from gateway.schema import parse_call
+from gateway.shutdown import Drain
 from gateway.types import Kind, RequestContext
 
 log = logging.getLogger("gateway")
@@ -65,6 +77,8 @@ class Gateway:
         prices = {alias: m.price for alias, m in settings.models.items()}
         self.pipeline = Pipeline(self.router, build_policies(settings), build_recorder(settings), prices)
         self.observer = Observer(settings)
+        self.observer.bind(self)
+        self.drain = Drain(settings.server.shutdown_grace_seconds)
         self.created = int(time.time())
         self.ready = True
 
@@ -73,6 +87,7 @@ class Gateway:
         await self.pipeline.aclose()
         for adapter in self.adapters.values():
             await adapter.aclose()
+        self.observer.close()
 
     # handlers
 
@@ -103,7 +118,7 @@ class Gateway:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(self, request: Request) -> Response:
-        if not self.ready:
+        if not self.ready or self.drain.draining:
             return JSONResponse({"status": "shutting down"}, status_code=503)
         return JSONResponse({"status": "ready", "models": len(self.settings.models)})
 
@@ -123,14 +138,18 @@ class Gateway:
             body = await self._read_json(request)
             call = parse_call(kind, body, self.settings.models)
             call.request_id = ctx.request_id
+            ctx.state["observer.alias"] = call.alias
             if call.stream:
                 return await self._stream(call, ctx)
             result = await self.pipeline.send(call, ctx)
         except GatewayError as exc:
             if ctx.outcome == "upstream":
                 ctx.outcome = "error"
+            ctx.state["observer.error"] = exc
             self.observer.finish(ctx, exc.status)
             return error_response(exc, ctx.request_id)
+        if self.observer.request_log.log_content:
+            ctx.state["observer.response"] = result
         self.observer.finish(ctx, 200)
         return JSONResponse(result, headers=_headers(ctx))
 
@@ -145,8 +164,11 @@ class Gateway:
         except BaseException:
             await chunks.aclose()
             raise
-        frames = _frames(first, chunks, ctx, lambda: self.observer.finish(ctx, 200))
-        return EventSourceResponse(frames, headers=_headers(ctx), sep="\n", ping=15)
+        self.observer.stream_opened(ctx)
+        frames = _frames(first, chunks, ctx, lambda: self.observer.finish(ctx, 200), self.drain)
+        # on SIGTERM sse-starlette lets the stream run this long before cutting it; _frames ends it cleanly first
+        grace = self.drain.grace_seconds + 1
+        return EventSourceResponse(frames, headers=_headers(ctx), sep="\n", ping=15, shutdown_grace_period=grace)
 
     async def _read_json(self, request: Request) -> Any:
         limit = self.settings.server.max_body_bytes
@@ -174,17 +196,36 @@ async def _frames(
     chunks: AsyncIterator[dict[str, Any]],
     ctx: RequestContext,
     on_end: Callable[[], None],
+    drain: Drain | None = None,
 ) -> AsyncIterator[bytes]:
-    """SSE framing exactly as OpenAI does it; a failure after the first byte ends the stream with an error event."""
+    """SSE framing exactly as OpenAI does it; a failure after the first byte ends the stream with an error event.
+
+    Once the server drains (SIGTERM), each chunk is awaited only until the grace deadline; a stream still open then
+    ends with an error event rather than a cut connection.
+    """
     dumps = orjson.dumps
     try:
         if first is not None:
             yield b"data: " + dumps(first) + b"\n\n"
-            async for chunk in chunks:
+            while True:
+                remaining = drain.remaining() if drain is not None else None
+                try:
+                    if remaining is None:
+                        chunk = await anext(chunks)
+                    else:
+                        chunk = await asyncio.wait_for(anext(chunks), remaining)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise ServiceUnavailable(
+                        "The gateway is shutting down and the stream did not finish within the grace period.",
+                        code="shutting_down",
+                    ) from None
                 yield b"data: " + dumps(chunk) + b"\n\n"
         yield _DONE
     except GatewayError as exc:
         ctx.outcome = "error"
+        ctx.state["observer.error"] = exc
         yield b"data: " + dumps(exc.to_body()) + b"\n\n"
     except Exception:  # noqa: BLE001 - the client gets a clean error event; the traceback goes to the log
         log.exception("stream failed", extra={"request_id": ctx.request_id})
@@ -219,19 +260,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         err = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}.")
     else:
         err = GatewayError(str(exc.detail), status=exc.status_code)
-    given = request.headers.get("x-request-id")
-    return error_response(err, given if given and _REQUEST_ID.fullmatch(given) else None)
+    return error_response(err, _request_id(request))
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    given = request.headers.get("x-request-id")
-    return error_response(exc, given if given and _REQUEST_ID.fullmatch(given) else None)
+    return error_response(exc, _request_id(request))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(GatewayError("The gateway hit an internal error; it has been logged."))
+    return error_response(GatewayError("The gateway hit an internal error; it has been logged."), _request_id(request))
 
 
 def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> Starlette:
@@ -252,6 +291,7 @@ def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = Non
         Route("/v1/models/{model:path}", gateway.retrieve_model, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
+        *operator_routes(gateway),
     ]
     app = Starlette(
         routes=routes,
@@ -264,4 +304,6 @@ def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = Non
 
 def app_from_env() -> Starlette:
     """uvicorn factory: `gateway serve` passes the config path (and overrides) through the environment."""
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_process_logging(settings.logging)  # the server's own log lines in the configured level and format
+    return create_app(settings)

@@ -57,6 +57,7 @@ class Pipeline:
             rewritten = await policy.before(call, ctx)
             if rewritten is not None:
                 call = rewritten
+        ctx.state["call"] = call  # as the input policies left it (redacted): what a content request log may show
         return call
 
     async def send(self, call: Call, ctx: RequestContext) -> dict[str, Any]:

@@ -65,6 +65,8 @@ class Router:
         self.routes = {alias: AliasRoute(m, [DeploymentState(d) for d in m.deployments]) for alias, m in models.items()}
         self._sleep = sleep
         self._rng = random.Random()
+        # told of every failed upstream attempt, retries included (the observer counts them by provider and kind)
+        self.on_upstream_error: Callable[[str, str], None] | None = None
 
     def health(self) -> list[dict[str, Any]]:
         now = time.monotonic()
@@ -189,8 +191,12 @@ class Router:
                     kind="timeout",
                 )
                 self._failed(state)
+                if self.on_upstream_error is not None:
+                    self.on_upstream_error(dep.provider, "timeout")
             except UpstreamError as exc:
                 last_error = exc
+                if self.on_upstream_error is not None:
+                    self.on_upstream_error(exc.provider or dep.provider, exc.kind)
                 if not exc.retryable:
                     self._succeeded(state, time.monotonic() - started)  # the deployment is fine; the request is not
                     raise

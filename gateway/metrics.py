@@ -1,0 +1,156 @@
+"""The gateway's Prometheus metrics: one registry per app, label children cached so a request costs a few increments.
+
+Counts the gateway itself makes (requests, latencies, tokens, spend, upstream errors, denials) are incremented
+where they happen. Counts other parts keep as plain ints (the recorder's hits/misses/records/store errors, a
+policy's own counters, the router's deployment health) are *synced* into real metrics by delta: on every request
+for the recorder, at most once a second otherwise, and at every scrape. Syncing (rather than a read-at-scrape custom
+collector) is what makes `gateway serve --workers N` sum them across workers: in prometheus-client's multiprocess
+mode only real metrics reach the shared files a scrape aggregates.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Latency buckets in seconds: a gateway answers in milliseconds (replay, cache) up to minutes (long generations).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+OTHER = "other"  # the label value for anything that is not a configured name
+NONE = ""  # no key (auth off) / no provider (answered before routing)
+
+
+def multiprocess_dir() -> str | None:
+    """The shared directory of `gateway serve --workers N` (set by the serve command), else None."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class GatewayMetrics:
+    """Every metric the gateway exports, registered in its own registry (tests build many apps in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests", "Client requests, one per request, by how they ended.",
+            ["endpoint", "alias", "provider", "status_class", "outcome"], registry=r,
+        )
+        self.duration = Histogram(
+            "gateway_request_duration_seconds", "Whole request latency as the client saw it (streams: until the end).",
+            ["endpoint", "alias"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.overhead = Histogram(
+            "gateway_overhead_seconds", "The gateway's own time: request latency minus time spent waiting on upstreams.",
+            ["endpoint"], buckets=OVERHEAD_BUCKETS, registry=r,
+        )
+        self.upstream = Histogram(
+            "gateway_upstream_duration_seconds", "Time spent waiting on the upstream that answered.",
+            ["provider"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.first_token = Histogram(
+            "gateway_time_to_first_token_seconds", "Streams: time from the request to the first chunk.",
+            ["alias"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.stream_duration = Histogram(
+            "gateway_stream_duration_seconds", "Streams: time from the first chunk to the end of the stream.",
+            ["alias"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "gateway_prompt_tokens", "Prompt tokens of answered requests.", ["alias", "key"], registry=r
+        )
+        self.completion_tokens = Counter(
+            "gateway_completion_tokens", "Completion tokens of answered requests.", ["alias", "key"], registry=r
+        )
+        self.spend = Counter(
+            "gateway_spend_usd", "Spend in US dollars at the alias's configured price.", ["alias", "key"], registry=r
+        )
+        self.in_flight = Gauge(
+            "gateway_requests_in_flight", "Client requests being served (streams included).",
+            registry=r, multiprocess_mode="livesum",
+        )
+        self.open_streams = Gauge(
+            "gateway_open_streams", "Streams open to clients.", registry=r, multiprocess_mode="livesum"
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors", "Failed upstream attempts (retries included) by provider and kind.",
+            ["provider", "kind"], registry=r,
+        )
+        self.denials = Counter(
+            "gateway_policy_denials", "Requests a policy refused, by policy and error code.",
+            ["policy", "code"], registry=r,
+        )
+        self.policy_events = Counter(
+            "gateway_policy_events", "A policy's own counters (e.g. redactions), by policy and counter.",
+            ["policy", "event"], registry=r,
+        )
+        self.recording = {
+            name: Counter(f"gateway_recording_{name}", help_text, registry=r)
+            for name, help_text in (
+                ("hits", "Requests answered from a recording (replay or cache hit)."),
+                ("misses", "Recording lookups that found nothing."),
+                ("records", "Recordings written."),
+                ("store_errors", "Recording store reads or writes that failed."),
+            )
+        }
+        labels = ["alias", "deployment", "provider"]
+        self.deployment_healthy = Gauge(
+            "gateway_deployment_healthy", "1 when the deployment takes traffic, 0 while it cools down.",
+            labels, registry=r, multiprocess_mode="min",
+        )
+        self.deployment_cooldown = Gauge(
+            "gateway_deployment_cooldown_seconds", "Seconds left before a cooling deployment takes traffic again.",
+            labels, registry=r, multiprocess_mode="max",
+        )
+        self.deployment_cooldowns = Counter(
+            "gateway_deployment_cooldowns", "Times the deployment was taken out of rotation after failures.",
+            labels, registry=r,
+        )
+        self.deployment_in_flight = Gauge(
+            "gateway_deployment_in_flight", "Upstream calls in flight per deployment.",
+            labels, registry=r, multiprocess_mode="livesum",
+        )
+
+
+class DeltaSync:
+    """Turns monotonic ints kept elsewhere into counter increments, remembering what was already counted."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[Any, int] = {}
+
+    def push(self, key: Any, value: int, inc: Callable[[float], None]) -> None:
+        before = self._seen.get(key, 0)
+        if value > before:
+            inc(value - before)
+            self._seen[key] = value
+        elif value < before:  # the source was reset (e.g. a new recorder): start over
+            self._seen[key] = value
+
+
+def int_counters(source: Any) -> Iterable[tuple[str, int]]:
+    """(name, value) of the int fields of a counters object: a dataclass with slots, a plain object or a dict."""
+    if source is None:
+        return ()
+    if isinstance(source, Mapping):
+        items: Iterable[tuple[Any, Any]] = source.items()
+    else:
+        names = list(getattr(source, "__slots__", ())) or list(getattr(source, "__dict__", {}))
+        items = ((n, getattr(source, n, None)) for n in names)
+    return [(str(n), v) for n, v in items if isinstance(v, int) and not isinstance(v, bool)]
+
+
+def render(metrics: GatewayMetrics) -> bytes:
+    """The exposition text: in multiprocess mode the sum over every worker's files, else this process's registry."""
+    directory = multiprocess_dir()
+    if directory:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)
+    return generate_latest(metrics.registry)
