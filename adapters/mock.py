@@ -7,6 +7,7 @@ and the prompt asks for one (or tool_choice requires it); embeddings are seeded 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import random
@@ -32,6 +33,7 @@ class MockAdapter:
     def __init__(self, settings: ProviderSettings) -> None:
         self.name = settings.name
         self.embedding_dim = settings.embedding_dim
+        self.stream_delay = settings.stream_delay_ms / 1000  # pause between streamed chunks (slow-stream demos, tests)
 
     # chat
 
@@ -54,7 +56,21 @@ class MockAdapter:
             "system_fingerprint": FINGERPRINT,
         }
 
-    async def stream_chat(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    def stream_chat(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        return self._paced(self._chat_chunks(call))
+
+    def stream_complete(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        return self._paced(self._completion_chunks(call))
+
+    async def _paced(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        first = True
+        async for chunk in chunks:
+            if self.stream_delay and not first:
+                await asyncio.sleep(self.stream_delay)
+            first = False
+            yield chunk
+
+    async def _chat_chunks(self, call: Call) -> AsyncIterator[dict[str, Any]]:
         whole = await self.chat(call)
         base = {
             "id": whole["id"],
@@ -125,7 +141,7 @@ class MockAdapter:
             "system_fingerprint": FINGERPRINT,
         }
 
-    async def stream_complete(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    async def _completion_chunks(self, call: Call) -> AsyncIterator[dict[str, Any]]:
         whole = await self.complete(call)
         base = {"id": whole["id"], "object": "text_completion", "created": CREATED, "model": whole["model"]}
         for choice in whole["choices"]:

@@ -278,6 +278,7 @@ def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = Non
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway.drain.listen_for_signals()
         try:
             yield
         finally:

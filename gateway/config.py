@@ -55,6 +55,7 @@ class ProviderSettings:
     concurrency: int = 1
     # mock
     embedding_dim: int = 256
+    stream_delay_ms: int = 0  # pause between streamed chunks
 
     @property
     def needs_key(self) -> bool:
@@ -265,6 +266,7 @@ def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSetting
         n_threads=t.integer("n_threads", d.n_threads, minimum=0),
         concurrency=t.integer("concurrency", d.concurrency, minimum=1),
         embedding_dim=t.integer("embedding_dim", d.embedding_dim, minimum=1, maximum=65536),
+        stream_delay_ms=t.integer("stream_delay_ms", d.stream_delay_ms, minimum=0, maximum=60000),
     )
     t.finish()
     if kind in ("openai", "anthropic") and not p.base_url.startswith(("http://", "https://")):

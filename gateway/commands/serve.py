@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import shutil
 import sys
+import tempfile
+from typing import Any
 
 from gateway.config import RECORD_MODES, ConfigError, default_config_path, load_settings, masked
 
@@ -59,15 +63,41 @@ def run_serve(args: argparse.Namespace) -> int:
     # workers re-read the file in their own process: hand them the same path
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(path)
     server = settings.server
+    workers = args.workers or server.workers
+    metrics_dir = _multiprocess_metrics_dir(workers)
+    try:
+        _run_uvicorn(uvicorn, args, settings, workers)
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _multiprocess_metrics_dir(workers: int) -> str | None:
+    """With several workers, a fresh empty directory where each worker's metrics live, so a scrape sums them.
+
+    Set before any worker starts (they are spawned and inherit the environment) and before prometheus-client is
+    imported there; a directory left by an earlier run is never reused (its counts would be added in).
+    """
+    if workers <= 1:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        return None
+    path = tempfile.mkdtemp(prefix="gateway-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _run_uvicorn(uvicorn: Any, args: argparse.Namespace, settings: Any, workers: int) -> None:
+    server = settings.server
     uvicorn.run(
         "gateway.app:app_from_env",
         factory=True,
         host=args.host or server.host,
         port=server.port if args.port is None else args.port,
-        workers=args.workers or server.workers,
+        workers=workers,
         access_log=False,
         log_level=settings.logging.level,
-        timeout_graceful_shutdown=int(server.shutdown_grace_seconds) + 1,
+        # open streams end themselves at the grace deadline (app.py); uvicorn's own cut comes only after that
+        timeout_graceful_shutdown=math.ceil(server.shutdown_grace_seconds) + 2,
         server_header=False,
     )
-    return 0
