@@ -47,13 +47,11 @@ class Observer:
         self._synced = DeltaSync()
         self._next_slow_sync = 0.0
         self._gateway: Gateway | None = None
-        self._policy_names: frozenset[str] = frozenset()
         self._failures = 0
 
     def bind(self, gateway: Gateway) -> None:
         """Wire the sources read at sync time (recorder, router, policies) and the router's upstream-error hook."""
         self._gateway = gateway
-        self._policy_names = frozenset(getattr(p, "name", "") for p in gateway.pipeline.policies)
         gateway.router.on_upstream_error = self.upstream_error
 
     # per request
@@ -173,7 +171,8 @@ class Observer:
                 tokens[2].inc(ctx.cost_usd)
 
     def _count_denial(self, policy: str, error: Any) -> None:
-        policy = policy if policy in self._policy_names else (OTHER if policy else "unknown")
+        names = {getattr(p, "name", "") for p in self._gateway.pipeline.policies} if self._gateway else set()
+        policy = policy if policy in names else (OTHER if policy else "unknown")
         code = getattr(error, "code", None) or "denied"
         if not isinstance(error, GatewayError):
             code = "denied"

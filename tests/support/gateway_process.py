@@ -48,6 +48,7 @@ def gateway_process(directory: Path, body: str, *args: str, env: dict[str, str] 
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--config", str(config), *args],
         cwd=directory, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group: cleanup reaches the workers too
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -66,5 +67,5 @@ def gateway_process(directory: Path, body: str, *args: str, env: dict[str, str] 
         yield GatewayProcess(proc, url, config)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate(timeout=10)
