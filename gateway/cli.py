@@ -7,9 +7,9 @@ import sys
 from typing import Sequence
 
 from gateway import __version__
-from gateway.commands import recordings, serve
+from gateway.commands import recordings, serve, stats
 
-COMMAND_GROUPS = [serve, recordings]
+COMMAND_GROUPS = [serve, recordings, stats]
 
 
 def build_parser() -> argparse.ArgumentParser:
