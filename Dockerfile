@@ -1,23 +1,46 @@
 # syntax=docker/dockerfile:1
-# llm-gateway as a sidecar: config at /etc/gateway/gateway.toml (or $GATEWAY_CONFIG), recordings on /data.
-FROM python:3.11-slim AS build
+# llm-gateway as a sidecar or a shared service (README "Operating it").
+#   config:     /etc/gateway/gateway.toml, or wherever $GATEWAY_CONFIG points (mount your own over either)
+#   recordings: /data, a volume (the default config keeps .gateway/recordings.db and .gateway/state.db there)
+#   signals:    exec-form entry point, so SIGTERM reaches the gateway itself, which drains for shutdown_grace_seconds
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+# hnswlib (and llama-cpp-python with EXTRAS=local) compile from source: the compilers stay in this stage
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential cmake \
+ && rm -rf /var/lib/apt/lists/*
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/gateway/bin:$PATH
+RUN python -m venv /opt/gateway
 WORKDIR /src
-COPY pyproject.toml README.md gateway.toml ./
+COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY adapters ./adapters
 COPY policies ./policies
 COPY recordings ./recordings
-RUN pip install --no-cache-dir --prefix=/install .
+# The README's install commands, word for word (tests/test_dockerfile.py holds them together; CI runs the same).
+RUN pip install --no-cache-dir .
+# "local" adds llama.cpp for the local model: docker build --build-arg EXTRAS=local .
+ARG EXTRAS=""
+RUN if [ -n "$EXTRAS" ]; then pip install --no-cache-dir ".[$EXTRAS]"; fi
 
-FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 gateway && mkdir -p /etc/gateway /data && chown gateway /data
-COPY --from=build /install /usr/local
+FROM ${PYTHON_IMAGE}
+RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin gateway \
+ && mkdir -p /etc/gateway /data \
+ && chown gateway:gateway /data
+COPY --from=build /opt/gateway /opt/gateway
 COPY gateway.toml /etc/gateway/gateway.toml
-ENV GATEWAY_CONFIG=/etc/gateway/gateway.toml
-USER gateway
+ENV PATH=/opt/gateway/bin:$PATH \
+    GATEWAY_CONFIG=/etc/gateway/gateway.toml \
+    PYTHONUNBUFFERED=1
+# numeric, so Kubernetes runAsNonRoot can verify it without reading /etc/passwd
+USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
-  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"]
+# arguments after the image name are added: docker run IMAGE --record-mode replay
 ENTRYPOINT ["gateway", "serve", "--host", "0.0.0.0"]
