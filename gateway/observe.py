@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.config import Settings
 from gateway.errors import GatewayError, UpstreamError
-from gateway.metrics import OTHER, DeltaSync, GatewayMetrics, int_counters, render
+from gateway.metrics import OTHER, DeltaSync, GatewayMetrics, int_counters, multiprocess_dir, render
 from gateway.request_log import RequestLog
 from gateway.types import RequestContext
 from gateway.usage_stats import UsageStats
@@ -45,6 +45,13 @@ class Observer:
         self._stream_children: dict[str, tuple[Any, Any]] = {}
         self._error_children: dict[tuple[str, str], Any] = {}
         self._synced = DeltaSync()
+        self._recorder_seen: tuple[Any, ...] = ()
+        # One process: the live gauges read our own ints at scrape time (no per-request gauge work). Several workers:
+        # each worker's gauge lives in the shared files, so it is moved per request and summed over live workers.
+        self._move_gauges = multiprocess_dir() is not None
+        if self.enabled and not self._move_gauges:
+            self.metrics.in_flight.set_function(lambda: self.in_flight)
+            self.metrics.open_streams.set_function(lambda: self.open_streams)
         self._next_slow_sync = 0.0
         self._gateway: Gateway | None = None
         self._failures = 0
@@ -60,14 +67,14 @@ class Observer:
         ctx.state["observer.endpoint"] = endpoint
         ctx.state["observer.started"] = time.perf_counter()
         self.in_flight += 1
-        if self.enabled:
+        if self._move_gauges and self.enabled:
             self.metrics.in_flight.inc()
 
     def stream_opened(self, ctx: RequestContext) -> None:
         """The first chunk of a stream is ready to go out: time to first token ends, the stream's life begins."""
         ctx.state["observer.stream_opened"] = time.perf_counter()
         self.open_streams += 1
-        if self.enabled:
+        if self._move_gauges and self.enabled:
             self.metrics.open_streams.inc()
 
     def upstream_error(self, provider: str, kind: str) -> None:
@@ -146,11 +153,13 @@ class Observer:
         requests.inc()
         duration.observe(total)
         overhead_child.observe(overhead)
-        m.in_flight.dec()
+        if self._move_gauges:
+            m.in_flight.dec()
         if upstream is not None and ctx.upstream_seconds:
             upstream.observe(ctx.upstream_seconds)
         if opened is not None:
-            m.open_streams.dec()
+            if self._move_gauges:
+                m.open_streams.dec()
             stream = self._stream_children.get(alias)
             if stream is None:
                 stream = self._stream_children[alias] = (m.first_token.labels(alias), m.stream_duration.labels(alias))
@@ -223,6 +232,10 @@ class Observer:
         counters = getattr(getattr(gateway.pipeline, "recorder", None), "counters", None) if gateway else None
         if counters is None:
             return
+        seen = tuple(getattr(counters, name, 0) for name in _RECORDER_COUNTERS)
+        if seen == self._recorder_seen:  # the common case: one comparison per request
+            return
+        self._recorder_seen = seen
         push = self._synced.push
         for name in _RECORDER_COUNTERS:
             value = getattr(counters, name, 0)

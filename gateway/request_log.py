@@ -1,16 +1,19 @@
 """The request log: one line per client request (JSON or text), written off the event loop.
 
 A request hands the logger a small dict; a QueueHandler that does *not* format puts the record on a queue, and a
-QueueListener thread formats and writes it, so the event loop never waits on a pipe or a disk. The line holds ids,
+writer thread formats and writes what queued up every 50 ms in one write, so the event loop never waits on a pipe
+or a disk, and a busy server does not pay a thread wake-up (a GIL hand-off) per line. The line holds ids,
 names, numbers and flags, never message content or a secret, unless `[logging] log_content = true`.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import logging.handlers
 import queue
 import sys
+import threading
 import time
 from typing import IO, Any
 
@@ -23,44 +26,94 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 
 class _DeferredQueueHandler(logging.handlers.QueueHandler):
-    """Queues the record as it is: formatting happens in the listener thread, not on the event loop."""
+    """Queues the record as it is: formatting happens in the writer thread, not on the event loop."""
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         return record
 
 
 class JsonLineFormatter(logging.Formatter):
-    """A request record becomes its own fields; any other record becomes {time, level, logger, message}."""
+    """A request entry becomes its own fields; any other record becomes {time, level, logger, message}."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {"time": _iso(record.created), "level": record.levelname.lower()}
-        entry = getattr(record, "entry", None)
-        if isinstance(entry, dict):
-            line.update(entry)
-        else:
-            line["logger"] = record.name
-            line["message"] = record.getMessage()
-            if record.exc_info:
-                line["exception"] = self.formatException(record.exc_info)
+        line["logger"] = record.name
+        line["message"] = record.getMessage()
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
+
+    def format_entry(self, created: float, entry: dict[str, Any]) -> str:
+        return orjson.dumps({"time": _iso(created), "level": "info", **entry}, default=str).decode()
 
 
 class TextLineFormatter(logging.Formatter):
     """`time LEVEL logger key=value ...` for people reading a terminal."""
 
+    def format_entry(self, created: float, entry: dict[str, Any]) -> str:
+        pairs = " ".join(f"{k}={_text(v)}" for k, v in entry.items() if v is not None and v != [])
+        return f"{_iso(created)} INFO    {REQUEST_LOGGER} {pairs}"
+
     def format(self, record: logging.LogRecord) -> str:
         head = f"{_iso(record.created)} {record.levelname:<7} {record.name}"
-        entry = getattr(record, "entry", None)
-        if isinstance(entry, dict):
-            return head + " " + " ".join(f"{k}={_text(v)}" for k, v in entry.items() if v is not None and v != [])
         text = f"{head} {record.getMessage()}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
 
 
-def formatter_for(settings: LoggingSettings) -> logging.Formatter:
+def formatter_for(settings: LoggingSettings) -> JsonLineFormatter | TextLineFormatter:
     return JsonLineFormatter() if settings.format == "json" else TextLineFormatter()
+
+
+class BatchWriter:
+    """Drains a queue every `interval` seconds: formats what queued up and writes it to the stream at once.
+
+    The queue holds log records, or (time, entry) pairs for request lines (cheaper to make than a LogRecord).
+    """
+
+    def __init__(self, records: queue.SimpleQueue[Any], stream: IO[str], formatter: JsonLineFormatter | TextLineFormatter,
+                 interval: float = 0.05) -> None:
+        self.records = records
+        self.stream = stream
+        self.formatter = formatter
+        self.interval = interval
+        self.dropped = 0  # lines that could not be written (a closed or broken stream)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gateway-log-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.drain()
+        self.drain()
+
+    def drain(self) -> None:
+        lines: list[str] = []
+        while True:
+            try:
+                record = self.records.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                if isinstance(record, tuple):
+                    lines.append(self.formatter.format_entry(*record))
+                else:
+                    lines.append(self.formatter.format(record))
+            except Exception:  # noqa: BLE001 - one unformattable record must not stop the log
+                self.dropped += 1
+        if not lines:
+            return
+        try:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: the gateway keeps serving
+            self.dropped += len(lines)
+
+    def close(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(timeout=5)
 
 
 class QueuedLogger:
@@ -72,18 +125,15 @@ class QueuedLogger:
         self.logger.propagate = propagate
         for old in [h for h in self.logger.handlers if isinstance(h, _DeferredQueueHandler)]:
             self.logger.removeHandler(old)  # a later app in the same process takes over the logger
-        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        self.handler = _DeferredQueueHandler(records)
-        writer = logging.StreamHandler(stream or sys.stderr)
-        writer.setFormatter(formatter_for(settings))
-        self.listener = logging.handlers.QueueListener(records, writer, respect_handler_level=False)
-        self.listener.start()
+        self.records: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.handler = _DeferredQueueHandler(self.records)
+        self.writer = BatchWriter(self.records, stream or sys.stderr, formatter_for(settings))
         self.logger.addHandler(self.handler)
 
     def close(self) -> None:
-        if self.listener._thread is not None:  # stop() is not idempotent
-            self.listener.stop()
+        """Write what is queued and stop the writer."""
         self.logger.removeHandler(self.handler)
+        self.writer.close()
 
 
 class RequestLog:
@@ -97,7 +147,8 @@ class RequestLog:
 
     def write(self, entry: dict[str, Any]) -> None:
         if self._info and self._queued is not None:
-            self._queued.logger.info("request", extra={"entry": entry})
+            # straight onto the writer's queue: no LogRecord, no handler locks on the hot path
+            self._queued.records.put_nowait((time.time(), entry))
 
     def close(self) -> None:
         if self._queued is not None:
@@ -106,7 +157,9 @@ class RequestLog:
 
 def configure_process_logging(settings: LoggingSettings, stream: IO[str] | None = None) -> QueuedLogger:
     """For `gateway serve`: the gateway's own log lines ("gateway.*") in the configured level and format."""
-    return QueuedLogger("gateway", settings, stream)
+    queued = QueuedLogger("gateway", settings, stream)
+    atexit.register(queued.close)  # the writer is a daemon thread: write what is queued before the process ends
+    return queued
 
 
 def _iso(created: float) -> str:
