@@ -153,6 +153,27 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    mode: str = "none"  # none: anyone may call | keys: a virtual key (or the master key) is required
+    master_key: str = ""  # administration (/ui figures, /metrics when required) and every alias
+    cache_ttl_seconds: float = 5.0  # a key's lookup is reused this long: revocation takes effect within it
+    spend_flush_seconds: float = 1.0  # spend and tokens are written to the state DB in batches this often
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode == "keys"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """Default per-key limits for keys created without their own; per-alias limits live on [models.x]."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    counter: str = "memory"  # where the counters live: memory (one worker's own)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
     providers: Mapping[str, ProviderSettings]
@@ -161,6 +182,8 @@ class Settings:
     recording: RecordingSettings = RecordingSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: RateLimitSettings = RateLimitSettings()
     policies: Mapping[str, Any] = field(default_factory=dict)  # raw [auth]/[limits]/[guards] tables
     source: str = ""
     warnings: tuple[str, ...] = ()
@@ -199,6 +222,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     recording = _parse_recording(root.table("recording"), env)
     logging = _parse_logging(root.table("logging"))
     metrics = _parse_metrics(root.table("metrics"))
+    auth = _parse_auth(root.table("auth"), warnings)
+    limits = _parse_limits(root.table("limits"))
     policies = {name: raw.get(name, {}) for name in ("auth", "limits", "guards", "policies")}
     root.used.update(policies)
     root.finish()
@@ -213,6 +238,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         recording=recording,
         logging=logging,
         metrics=metrics,
+        auth=auth,
+        limits=limits,
         policies=policies,
         warnings=tuple(warnings),
     )
@@ -393,6 +420,34 @@ def _parse_metrics(t: Table) -> MetricsSettings:
     return s
 
 
+def _parse_auth(t: Table, warnings: list[str]) -> AuthSettings:
+    d = AuthSettings()
+    s = AuthSettings(
+        mode=t.string("mode", d.mode, choices=("none", "keys")),
+        master_key=t.string("master_key", d.master_key),
+        cache_ttl_seconds=t.number("cache_ttl_seconds", d.cache_ttl_seconds, minimum=0, maximum=3600),
+        spend_flush_seconds=t.number("spend_flush_seconds", d.spend_flush_seconds, minimum=0.01, maximum=3600),
+    )
+    t.finish()
+    if s.master_key and len(s.master_key) < 16:
+        t.error("master_key", f"too short to be a secret: {len(s.master_key)} characters, need at least 16")
+    if s.enabled and not s.master_key:
+        names = ", ".join(t.unset_env.get("master_key", ())) or "auth.master_key"
+        warnings.append(f"auth.master_key: empty (set {names}); virtual keys work, administration is closed")
+    return s
+
+
+def _parse_limits(t: Table) -> RateLimitSettings:
+    d = RateLimitSettings()
+    s = RateLimitSettings(
+        rpm=t.integer("rpm", d.rpm, minimum=1),
+        tpm=t.integer("tpm", d.tpm, minimum=1),
+        counter=t.string("counter", d.counter, choices=("memory",)),
+    )
+    t.finish()
+    return s
+
+
 def _check_references(
     providers: Mapping[str, ProviderSettings],
     models: Mapping[str, ModelSettings],
@@ -422,6 +477,8 @@ def masked(settings: Settings) -> dict[str, Any]:
         if p["api_key"]:
             p["api_key"] = _mask(p["api_key"])
         p["headers"] = {k: (_mask(v) if _secret_header(k) else v) for k, v in p["headers"].items()}
+    if data["auth"]["master_key"]:
+        data["auth"]["master_key"] = _mask(data["auth"]["master_key"])
     auth = dict(data["policies"].get("auth") or {})
     if auth.get("master_key"):
         auth["master_key"] = _mask(str(auth["master_key"]))

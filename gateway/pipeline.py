@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, AsyncIterator, Mapping, Sequence
 
 from gateway.config import Price
+from gateway.errors import GatewayError
 from gateway.router import Router
 from gateway.types import Call, Policy, RequestContext, Usage
 from recordings.base import PassthroughRecorder, Recorder
+
+policy_log = logging.getLogger("gateway.policy")
 
 
 class Pipeline:
@@ -38,7 +42,11 @@ class Pipeline:
 
     async def admit(self, ctx: RequestContext) -> None:
         for policy in self.policies:
-            await policy.admit(ctx)
+            try:
+                await policy.admit(ctx)
+            except GatewayError as exc:
+                _denied(policy, exc, ctx)
+                raise
 
     def visible(self, aliases: list[str], ctx: RequestContext) -> list[str]:
         for policy in self.policies:
@@ -54,7 +62,11 @@ class Pipeline:
 
     async def before(self, call: Call, ctx: RequestContext) -> Call:
         for policy in self.policies:
-            rewritten = await policy.before(call, ctx)
+            try:
+                rewritten = await policy.before(call, ctx)
+            except GatewayError as exc:
+                _denied(policy, exc, ctx)
+                raise
             if rewritten is not None:
                 call = rewritten
         ctx.state["call"] = call  # as the input policies left it (redacted): what a content request log may show
@@ -114,3 +126,14 @@ class Pipeline:
             if not chunks:
                 break
         return chunks
+
+
+def _denied(policy: Policy, exc: GatewayError, ctx: RequestContext) -> None:
+    """Mark the request as refused by `policy` (metrics and the request log read this) and log it, without content."""
+    ctx.outcome = "denied"
+    ctx.state["denied_by"] = policy.name
+    policy_log.info(
+        "request %s denied by %s: %s %s", ctx.request_id, policy.name, exc.status, exc.code,
+        extra={"request_id": ctx.request_id, "policy": policy.name, "status": exc.status, "code": exc.code,
+               "key": ctx.key.name if ctx.key is not None else None},
+    )

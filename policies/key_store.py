@@ -1,0 +1,227 @@
+"""Virtual keys and their spend in the gateway's SQLite state database (through aiosqlite).
+
+A key is stored only as the SHA-256 of its text: keys are 256-bit random strings, so a fast hash is as strong as a
+slow one and keeps the hot-path lookup cheap; the plain key exists only in the answer to `create()`. Spend and tokens
+are kept per key and alias, added in batches (`add_usage`) by the budget policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import aiosqlite
+import orjson
+
+from gateway.types import KeyInfo
+
+KEY_PREFIX = "sk-gw-"
+BUSY_TIMEOUT_SECONDS = 30.0
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        models TEXT NOT NULL,
+        rpm INTEGER,
+        tpm INTEGER,
+        budget_usd REAL,
+        expires_at REAL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS key_usage (
+        key_id TEXT NOT NULL,
+        alias TEXT NOT NULL,
+        requests INTEGER NOT NULL DEFAULT 0,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0,
+        spend_usd REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (key_id, alias)
+    )
+    """,
+)
+
+
+def hash_key(plain: str) -> str:
+    return hashlib.sha256(plain.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A stored key: what a request is allowed, and whether it may still be used (never the key itself)."""
+
+    info: KeyInfo
+    hash: str
+    hint: str  # the first characters of the key, so an operator can tell keys apart in `keys list`
+    created_at: float
+    expires_at: float | None = None
+    revoked_at: float | None = None
+
+    def usable(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+    def status(self, now: float) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    key_id: str
+    alias: str
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    spend_usd: float = 0.0
+
+
+class DuplicateKeyName(ValueError):
+    pass
+
+
+class KeyStore:
+    def __init__(self, path: str) -> None:
+        self.location = path
+        self._db: aiosqlite.Connection | None = None
+        self._opening = asyncio.Lock()
+
+    async def _conn(self) -> aiosqlite.Connection:
+        """Opened on first use (inside the serving loop); reopened if used again after aclose()."""
+        if self._db is not None:
+            return self._db
+        async with self._opening:
+            if self._db is None:
+                if self.location != ":memory:":
+                    Path(self.location).parent.mkdir(parents=True, exist_ok=True)
+                db = await aiosqlite.connect(self.location, timeout=BUSY_TIMEOUT_SECONDS)
+                try:
+                    await db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                    await db.execute("PRAGMA journal_mode = WAL")
+                    for statement in _SCHEMA:
+                        await db.execute(statement)
+                    await db.commit()
+                except BaseException:
+                    await db.close()
+                    raise
+                self._db = db
+        return self._db
+
+    async def create(
+        self,
+        name: str,
+        *,
+        models: Sequence[str] = (),
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget_usd: float | None = None,
+        expires_at: float | None = None,
+    ) -> tuple[KeyRecord, str]:
+        """A new key; returns its record and the plain key, which is not kept anywhere."""
+        db = await self._conn()
+        now = time.time()
+        async with db.execute(
+            "SELECT 1 FROM keys WHERE name = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+            (name, now),
+        ) as cursor:
+            if await cursor.fetchone() is not None:
+                raise DuplicateKeyName(f"an active key is already named {name!r}; revoke it first or pick another name")
+        plain = KEY_PREFIX + secrets.token_urlsafe(32)
+        info = KeyInfo(id="key_" + secrets.token_hex(6), name=name, models=tuple(models), rpm=rpm, tpm=tpm,
+                       budget_usd=budget_usd)
+        record = KeyRecord(info=info, hash=hash_key(plain), hint=plain[: len(KEY_PREFIX) + 4], created_at=now,
+                           expires_at=expires_at)
+        await db.execute(
+            "INSERT INTO keys (id, name, hash, hint, models, rpm, tpm, budget_usd, expires_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (info.id, name, record.hash, record.hint, orjson.dumps(list(models)).decode(), rpm, tpm, budget_usd,
+             expires_at, now),
+        )
+        await db.commit()
+        return record, plain
+
+    async def find(self, key_hash: str) -> KeyRecord | None:
+        db = await self._conn()
+        async with db.execute(f"SELECT {_COLUMNS} FROM keys WHERE hash = ?", (key_hash,)) as cursor:
+            row = await cursor.fetchone()
+        return _record(row) if row is not None else None
+
+    async def list_keys(self) -> list[KeyRecord]:
+        db = await self._conn()
+        async with db.execute(f"SELECT {_COLUMNS} FROM keys ORDER BY created_at, id") as cursor:
+            return [_record(row) async for row in cursor]
+
+    async def revoke(self, id_or_name: str) -> list[KeyRecord]:
+        """Revoke the key with this id, or the active keys with this name; returns what was revoked."""
+        db = await self._conn()
+        now = time.time()
+        async with db.execute(
+            f"SELECT {_COLUMNS} FROM keys WHERE revoked_at IS NULL AND (id = ? OR name = ?)", (id_or_name, id_or_name)
+        ) as cursor:
+            rows = [_record(row) async for row in cursor]
+        exact = [r for r in rows if r.info.id == id_or_name]
+        targets = exact or rows
+        await db.executemany("UPDATE keys SET revoked_at = ? WHERE id = ?", [(now, r.info.id) for r in targets])
+        await db.commit()
+        return targets
+
+    async def add_usage(self, rows: Iterable[UsageRow]) -> None:
+        """Add to the running totals, in one transaction."""
+        params = [(r.key_id, r.alias, r.requests, r.prompt_tokens, r.completion_tokens, r.spend_usd) for r in rows]
+        if not params:
+            return
+        db = await self._conn()
+        await db.executemany(
+            "INSERT INTO key_usage (key_id, alias, requests, prompt_tokens, completion_tokens, spend_usd) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key_id, alias) DO UPDATE SET "
+            "requests = requests + excluded.requests, prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+            "completion_tokens = completion_tokens + excluded.completion_tokens, "
+            "spend_usd = spend_usd + excluded.spend_usd",
+            params,
+        )
+        await db.commit()
+
+    async def spent(self, key_id: str) -> float:
+        db = await self._conn()
+        async with db.execute("SELECT COALESCE(SUM(spend_usd), 0) FROM key_usage WHERE key_id = ?", (key_id,)) as c:
+            row = await c.fetchone()
+        return float(row[0]) if row else 0.0
+
+    async def usage(self) -> list[UsageRow]:
+        db = await self._conn()
+        async with db.execute(
+            "SELECT key_id, alias, requests, prompt_tokens, completion_tokens, spend_usd FROM key_usage "
+            "ORDER BY key_id, alias"
+        ) as cursor:
+            return [UsageRow(*row) async for row in cursor]
+
+    async def aclose(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+
+_COLUMNS = "id, name, hash, hint, models, rpm, tpm, budget_usd, expires_at, created_at, revoked_at"
+
+
+def _record(row: Sequence[object]) -> KeyRecord:
+    id_, name, key_hash, hint, models, rpm, tpm, budget, expires_at, created_at, revoked_at = row
+    info = KeyInfo(
+        id=str(id_), name=str(name), models=tuple(orjson.loads(str(models))), rpm=rpm,  # type: ignore[arg-type]
+        tpm=tpm, budget_usd=budget,  # type: ignore[arg-type]
+    )
+    return KeyRecord(info=info, hash=str(key_hash), hint=str(hint), created_at=float(created_at),  # type: ignore[arg-type]
+                     expires_at=expires_at, revoked_at=revoked_at)  # type: ignore[arg-type]
