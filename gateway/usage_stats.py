@@ -60,13 +60,22 @@ class _Tally:
 
 
 class _Bucket:
-    __slots__ = ("start", "all", "by_alias", "by_key")
+    __slots__ = ("start", "all", "by_alias", "by_key", "closed_view")
 
     def __init__(self, start: float) -> None:
         self.start = start
         self.all = _Tally(_SAMPLES_PER_BUCKET)
         self.by_alias: dict[str, _Tally] = {}
         self.by_key: dict[str, _Tally] = {}
+        self.closed_view: dict[str, Any] | None = None  # a past bucket never changes: its view is computed once
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "t": self.start,
+            **self.all.view(),
+            "by_alias": {name: t.view() for name, t in self.by_alias.items()},
+            "by_key": {name: t.view() for name, t in self.by_key.items()},
+        }
 
 
 class UsageStats:
@@ -105,16 +114,16 @@ class UsageStats:
             "totals": {**self.total.view(), "outcomes": dict(self.outcomes)},
             "by_alias": {name: t.view() for name, t in sorted(self.total_by_alias.items())},
             "by_key": {name: t.view() for name, t in sorted(self.total_by_key.items())},
-            "series": [
-                {
-                    "t": b.start,
-                    **b.all.view(),
-                    "by_alias": {name: t.view() for name, t in b.by_alias.items()},
-                    "by_key": {name: t.view() for name, t in b.by_key.items()},
-                }
-                for b in self.buckets
-            ],
+            "series": [self._view(b, closed=i < len(self.buckets) - 1) for i, b in enumerate(self.buckets)],
         }
+
+    @staticmethod
+    def _view(bucket: _Bucket, closed: bool) -> dict[str, Any]:
+        if not closed:
+            return bucket.view()
+        if bucket.closed_view is None:
+            bucket.closed_view = bucket.view()
+        return bucket.closed_view
 
 
 def _group(groups: dict[str, _Tally], name: str, cap: int) -> _Tally:

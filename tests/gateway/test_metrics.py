@@ -249,3 +249,23 @@ level = "warning"
     assert sum(workers.values()) == sent  # each worker saw part of it ...
     assert max(workers.values()) < sent
     assert value(text, "gateway_requests_total", alias="mock", status_class="2xx") == sent  # ... the scrape sums all
+
+
+def test_replay_mode_counts_replays_and_misses(tmp_path: Path) -> None:
+    store = str(tmp_path / "recordings.db")
+    body = {"model": "mock", "messages": [{"role": "user", "content": "recorded once"}]}
+    recording = create_app(make_settings(recording={"mode": "record", "path": store}, logging={"access_log": False}))
+    with running(recording) as url:
+        assert httpx.post(url + "/v1/chat/completions", json=body).status_code == 200
+    replaying = create_app(make_settings(recording={"mode": "replay", "path": store}, logging={"access_log": False}))
+    with running(replaying) as url:
+        assert httpx.post(url + "/v1/chat/completions", json=body).status_code == 200
+        missing = {"model": "mock", "messages": [{"role": "user", "content": "never recorded"}]}
+        assert httpx.post(url + "/v1/chat/completions", json=missing).status_code == 404
+        text = httpx.get(url + "/metrics").text
+    req = "gateway_requests_total"
+    assert value(text, req, alias="mock", provider="mock", outcome="replay", status_class="2xx") == 1
+    assert value(text, req, alias="mock", outcome="error", status_class="4xx") == 1
+    assert value(text, "gateway_recording_hits_total") == 1
+    assert value(text, "gateway_recording_misses_total") == 1
+    assert value(text, "gateway_upstream_errors_total") == 0  # nothing went upstream
