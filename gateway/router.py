@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 from gateway.config import Deployment, ModelSettings, RouterSettings
 from gateway.errors import (
@@ -57,6 +58,8 @@ class Router:
         missing_keys: Mapping[str, str] | None = None,
         first_token_timeouts: Mapping[str, float] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.adapters = adapters
@@ -64,12 +67,13 @@ class Router:
         self.first_token_timeouts = dict(first_token_timeouts or {})
         self.routes = {alias: AliasRoute(m, [DeploymentState(d) for d in m.deployments]) for alias, m in models.items()}
         self._sleep = sleep
-        self._rng = random.Random()
+        self._clock = clock  # tests inject sleep, clock and rng to pin backoff, cooldown and weighting without waiting
+        self._rng = rng or random.Random()
         # told of every failed upstream attempt, retries included (the observer counts them by provider and kind)
         self.on_upstream_error: Callable[[str, str], None] | None = None
 
     def health(self) -> list[dict[str, Any]]:
-        now = time.monotonic()
+        now = self._clock()
         return [
             {
                 "alias": alias,
@@ -109,7 +113,7 @@ class Router:
                 first = await asyncio.wait_for(anext(iterator), timeout) if timeout else await anext(iterator)
             except StopAsyncIteration:
                 return None, iterator
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await _close(iterator)
                 raise UpstreamTimeout(
                     f"upstream {c.provider!r} sent no first token within {timeout}s", provider=c.provider, kind="timeout"
@@ -119,19 +123,27 @@ class Router:
                 raise
             return first, iterator
 
-        first, iterator = await self._run(call, ctx, attempt)
-        return _relay(first, iterator)
+        held: list[DeploymentState] = []
+        first, iterator = await self._run(call, ctx, attempt, held)
+        return self._relay(first, iterator, held[0] if held else None)
 
     # routing
 
-    async def _run(self, call: Call, ctx: RequestContext, attempt: Callable[[Call, Adapter], Awaitable[Any]]) -> Any:
+    async def _run(
+        self,
+        call: Call,
+        ctx: RequestContext,
+        attempt: Callable[[Call, Adapter], Awaitable[Any]],
+        held: list[DeploymentState] | None = None,
+    ) -> Any:
+        """Try the alias, then its fallbacks. `held` (streams) receives the serving deployment, still counted in flight."""
         tried: list[str] = []
         aliases = [call.alias]
         last_error: GatewayError | None = None
         route = self.routes.get(call.alias)
         if route is None:
             raise ModelNotFound(f"The model {call.alias!r} does not exist", param="model")
-        deadline = time.monotonic() + self.settings.deadline_seconds
+        deadline = self._clock() + self.settings.deadline_seconds
         queue = list(aliases) + list(route.settings.fallbacks)
         context_fallbacks = list(route.settings.context_window_fallbacks)
         while queue:
@@ -140,7 +152,7 @@ class Router:
                 continue
             tried.append(alias)
             try:
-                return await self._run_alias(alias, call, ctx, attempt, deadline)
+                return await self._run_alias(alias, call, ctx, attempt, deadline, held)
             except GatewayError as exc:
                 last_error = exc
                 if getattr(exc, "code", None) == "context_length_exceeded" and context_fallbacks:
@@ -159,6 +171,7 @@ class Router:
         ctx: RequestContext,
         attempt: Callable[[Call, Adapter], Awaitable[Any]],
         deadline: float,
+        held: list[DeploymentState] | None = None,
     ) -> Any:
         route = self.routes[alias]
         last_error: GatewayError | None = None
@@ -176,7 +189,7 @@ class Router:
                 excluded.add(id(state))
                 continue
             c = replace(call, alias=alias, model=dep.model, provider=dep.provider)
-            started = time.monotonic()
+            started = self._clock()
             state.in_flight += 1
             try:
                 remaining = deadline - started
@@ -191,6 +204,7 @@ class Router:
                     kind="timeout",
                 )
                 self._failed(state)
+                excluded.add(id(state))
                 if self.on_upstream_error is not None:
                     self.on_upstream_error(dep.provider, "timeout")
             except UpstreamError as exc:
@@ -198,26 +212,52 @@ class Router:
                 if self.on_upstream_error is not None:
                     self.on_upstream_error(exc.provider or dep.provider, exc.kind)
                 if not exc.retryable:
-                    self._succeeded(state, time.monotonic() - started)  # the deployment is fine; the request is not
+                    self._succeeded(state, self._clock() - started)  # the deployment is fine; the request is not
                     raise
                 self._failed(state)
                 excluded.add(id(state))
             else:
-                self._succeeded(state, time.monotonic() - started)
+                self._succeeded(state, self._clock() - started)
                 ctx.deployment = dep.label
                 ctx.provider = dep.provider
-                ctx.upstream_seconds += time.monotonic() - started
+                ctx.upstream_seconds += self._clock() - started
+                if held is not None:
+                    held.append(state)  # a stream stays in flight until it ends (see _relay)
                 return result
             finally:
-                state.in_flight -= 1
+                if held is None or state not in held:
+                    state.in_flight -= 1
             if try_number < self.settings.retries:
+                if _waits_past_deadline(last_error, self._clock(), deadline):
+                    break  # Retry-After asks for longer than the deadline allows: answer the 429 now
                 await self._sleep(self._backoff(try_number, last_error, deadline))
         if last_error is None:
             raise ServiceUnavailable(f"every deployment of {alias!r} is cooling down after failures; try again shortly")
         raise last_error
 
+    async def _relay(
+        self, first: dict[str, Any] | None, iterator: AsyncIterator[dict[str, Any]], state: DeploymentState | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Relay a primed stream; a failure after the first chunk cannot fail over, but it still counts against health."""
+        try:
+            if first is None:
+                return
+            yield first
+            async for chunk in iterator:
+                yield chunk
+        except UpstreamError as exc:
+            if state is not None:
+                self._failed(state)
+                if self.on_upstream_error is not None:
+                    self.on_upstream_error(exc.provider or state.deployment.provider, exc.kind)
+            raise
+        finally:
+            if state is not None:
+                state.in_flight -= 1
+            await _close(iterator)
+
     def _pick(self, route: AliasRoute, excluded: set[int]) -> DeploymentState | None:
-        now = time.monotonic()
+        now = self._clock()
         candidates = [s for s in route.states if id(s) not in excluded and s.healthy(now)]
         if not candidates:
             # every deployment is cooling down or was tried: retry the least recently failed one rather than fail
@@ -241,13 +281,13 @@ class Router:
         delay = delay * (0.5 + self._rng.random() / 2)  # jitter: spread retries of many clients
         if isinstance(error, UpstreamRateLimited) and error.retry_after is not None:
             delay = max(delay, error.retry_after)
-        return max(0.0, min(delay, deadline - time.monotonic()))
+        return max(0.0, min(delay, deadline - self._clock()))
 
     def _failed(self, state: DeploymentState) -> None:
         state.failures += 1
         state.errors += 1
         if state.failures >= self.settings.cooldown_failures:
-            state.cooldown_until = time.monotonic() + self.settings.cooldown_seconds
+            state.cooldown_until = self._clock() + self.settings.cooldown_seconds
             state.cooldowns += 1
             state.failures = 0
 
@@ -262,18 +302,12 @@ def _failover_worthy(exc: GatewayError) -> bool:
     return isinstance(exc, (UpstreamError, ServiceUnavailable)) and (exc.retryable or isinstance(exc, ServiceUnavailable))
 
 
+def _waits_past_deadline(error: GatewayError | None, now: float, deadline: float) -> bool:
+    retry_after = getattr(error, "retry_after", None)
+    return retry_after is not None and now + retry_after > deadline
+
+
 async def _close(iterator: AsyncIterator[Any]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-async def _relay(first: dict[str, Any] | None, iterator: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    try:
-        if first is None:
-            return
-        yield first
-        async for chunk in iterator:
-            yield chunk
-    finally:
-        await _close(iterator)
