@@ -35,8 +35,8 @@ from gateway.pipeline import Pipeline
 from gateway.policy_setup import build_policies
 from gateway.providers import build_adapters
 from gateway.recorder_setup import build_recorder
-from gateway.router import Router
 from gateway.request_log import configure_process_logging
+from gateway.router import Router
 from gateway.schema import parse_call
 from gateway.shutdown import Drain
 from gateway.types import Kind, RequestContext
@@ -147,7 +147,10 @@ class Gateway:
                 ctx.outcome = "error"
             ctx.state["observer.error"] = exc
             self.observer.finish(ctx, exc.status)
-            return error_response(exc, ctx.request_id)
+            response = error_response(exc, ctx.request_id)
+            for name, value in ctx.response_headers.items():  # e.g. x-ratelimit-*, on errors too
+                response.headers.setdefault(name, value)
+            return response
         if self.observer.request_log.log_content:
             ctx.state["observer.response"] = result
         self.observer.finish(ctx, 200)

@@ -7,9 +7,9 @@ import sys
 from typing import Sequence
 
 from gateway import __version__
-from gateway.commands import recordings, serve, stats
+from gateway.commands import keys, recordings, serve, stats
 
-COMMAND_GROUPS = [serve, recordings, stats]
+COMMAND_GROUPS = [serve, recordings, stats, keys]
 
 
 def build_parser() -> argparse.ArgumentParser:
