@@ -19,7 +19,7 @@ from adapters.anthropic_format import (
 )
 from adapters.http import CONTEXT_MARKERS, iter_sse, make_client, parse_json, status_error, transport_error
 from gateway.config import ProviderSettings
-from gateway.errors import InvalidRequest, UpstreamError, UpstreamMalformed, UpstreamUnavailable
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamMalformed, UpstreamStatusError, UpstreamUnavailable
 from gateway.types import Call
 
 # Anthropic error `type` -> the OpenAI error type a client expects for the same status
@@ -161,6 +161,8 @@ class AnthropicAdapter:
         upstream_type = _error_type(content)
         if upstream_type in _ERROR_TYPES and status < 500:
             error.type = _ERROR_TYPES[upstream_type]
+        if upstream_type and error.code in (None, "bad_gateway"):
+            error.code = upstream_type  # Anthropic has no error code; its type is the precise one
         if upstream_type == "overloaded_error":  # a 200 or 5xx whose body says overloaded
             return self._status_error(529, content, headers)
         return error
@@ -169,9 +171,10 @@ class AnthropicAdapter:
         err = event.get("error") or {}
         if err.get("type") == "overloaded_error":
             return self._status_error(529, orjson.dumps(event), httpx.Headers())
-        error = self._status_error(502, orjson.dumps(event), httpx.Headers())
-        error.message = f"upstream {self.name!r} failed mid-stream: {err.get('message') or err.get('type')}"
-        return error
+        return UpstreamStatusError(
+            f"upstream {self.name!r} failed mid-stream: {err.get('message') or err.get('type')}",
+            provider=self.name, upstream_status=502, code="upstream_stream_error", kind="5xx",
+        )
 
 
 def _headers(call: Call, *, stream: bool = False) -> dict[str, str]:
