@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.types import BasePolicy, Call, KeyInfo, RequestContext

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gateway.errors import QuotaExceeded
 from gateway.types import BasePolicy, Call, RequestContext
@@ -130,7 +131,7 @@ class BudgetPolicy(BasePolicy):
             await asyncio.sleep(self.flush_seconds)
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - kept for the next try; a spend write must never fail a request
+            except Exception:
                 log.exception("writing key spend to %s failed; retrying in %ss", self.store.location, self.flush_seconds)
 
     async def aclose(self) -> None:

@@ -11,9 +11,9 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import aiosqlite
 import orjson

@@ -13,8 +13,9 @@ shared implementation (Redis with a Lua script doing the same arithmetic) only h
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 SECONDS_PER_WINDOW = 60.0
 

@@ -8,8 +8,9 @@ buckets track what was really used. A denial draws nothing (see policies/rate_co
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from gateway.errors import RateLimited
 from gateway.types import BasePolicy, Call, KeyInfo, RequestContext

@@ -54,7 +54,7 @@ async def test_an_active_name_cannot_be_reused_until_revoked(store: KeyStore) ->
 
 async def test_revoke_by_id_touches_only_that_key(store: KeyStore) -> None:
     a, plain_a = await store.create("a")
-    b, plain_b = await store.create("b")
+    _, plain_b = await store.create("b")
     assert [r.info.id for r in await store.revoke(a.info.id)] == [a.info.id]
     assert (await store.find(hash_key(plain_a))).revoked_at is not None  # type: ignore[union-attr]
     assert (await store.find(hash_key(plain_b))).revoked_at is None  # type: ignore[union-attr]
