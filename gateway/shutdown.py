@@ -12,8 +12,9 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

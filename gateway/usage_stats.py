@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _SAMPLES_PER_BUCKET = 2000  # latencies kept per bucket for its percentiles; enough for p95 to be stable
 _SAMPLES_TOTAL = 10000  # latencies kept for the all-time percentiles (the most recent ones)
@@ -26,7 +27,7 @@ def percentile(values: list[float], q: float) -> float | None:
 class _Tally:
     """Counts of one group (all traffic, one alias or one key) in one span of time."""
 
-    __slots__ = ("requests", "errors", "prompt_tokens", "completion_tokens", "spend_usd", "latencies", "cap")
+    __slots__ = ("cap", "completion_tokens", "errors", "latencies", "prompt_tokens", "requests", "spend_usd")
 
     def __init__(self, cap: int) -> None:
         self.requests = 0
@@ -60,7 +61,7 @@ class _Tally:
 
 
 class _Bucket:
-    __slots__ = ("start", "all", "by_alias", "by_key", "closed_view")
+    __slots__ = ("all", "by_alias", "by_key", "closed_view", "start")
 
     def __init__(self, start: float) -> None:
         self.start = start

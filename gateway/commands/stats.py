@@ -103,9 +103,11 @@ def format_stats(stats: dict[str, Any], url: str) -> str:
     rec = stats["recording"]
     lines = [
         f"{url}  worker pid {stats['pid']}  record mode {stats['record_mode']}",
-        f"requests {t['requests']}  errors {t['errors']}  p50 {seconds(t['p50_seconds'])}  "
-        f"p95 {seconds(t['p95_seconds'])}  tokens {t['total_tokens']}  spend {usd(t['spend_usd'])}  "
-        f"recording hit rate {rate(rec['hit_rate'])}  in flight {stats['in_flight']}",
+        (
+            f"requests {t['requests']}  errors {t['errors']}  p50 {seconds(t['p50_seconds'])}  "
+            f"p95 {seconds(t['p95_seconds'])}  tokens {t['total_tokens']}  spend {usd(t['spend_usd'])}  "
+            f"recording hit rate {rate(rec['hit_rate'])}  in flight {stats['in_flight']}"
+        ),
     ]
     series = stats["series"]
     if series:

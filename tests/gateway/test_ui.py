@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from gateway.app import create_app
 from gateway.cli import main
 from gateway.errors import AuthenticationFailed
 from gateway.types import BasePolicy, Call, KeyInfo, RequestContext
-from gateway.app import create_app
 from tests.conftest import make_settings
 from tests.support.chromium import chromium_binary, chromium_page
 from tests.support.server import running
