@@ -11,7 +11,7 @@ import asyncio
 import importlib.util
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +77,9 @@ class LlamaCppAdapter:
             return await self._in_thread(self._chat, model, call)
 
     async def stream_chat(self, call: Call) -> AsyncIterator[dict[str, Any]]:
-        async with self._instance() as model:
-            async for chunk in self._streamed(self._chat_chunks, model, call):
+        # aclosing: a client gone mid-stream must stop the thread before the instance goes back to the pool
+        async with self._instance() as model, aclosing(self._streamed(self._chat_chunks, model, call)) as chunks:
+            async for chunk in chunks:
                 yield chunk
 
     async def complete(self, call: Call) -> dict[str, Any]:
@@ -86,8 +87,9 @@ class LlamaCppAdapter:
             return await self._in_thread(self._complete, model, call)
 
     async def stream_complete(self, call: Call) -> AsyncIterator[dict[str, Any]]:
-        async with self._instance() as model:
-            async for chunk in self._streamed(self._completion_chunks, model, call):
+        # aclosing: a client gone mid-stream must stop the thread before the instance goes back to the pool
+        async with self._instance() as model, aclosing(self._streamed(self._completion_chunks, model, call)) as chunks:
+            async for chunk in chunks:
                 yield chunk
 
     async def embed(self, call: Call) -> dict[str, Any]:
