@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,22 @@ def test_replay_mode_counts_replays_and_misses(tmp_path: Path) -> None:
     assert value(text, "gateway_recording_hits_total") == 1
     assert value(text, "gateway_recording_misses_total") == 1
     assert value(text, "gateway_upstream_errors_total") == 0  # nothing went upstream
+
+
+def test_a_client_that_leaves_mid_stream_is_counted_once_and_leaves_no_stream_open() -> None:
+    settings = make_settings(providers={"mock": {"type": "mock", "stream_delay_ms": 50}}, logging={"access_log": False})
+    app = create_app(settings)
+    observer = app.state.gateway.observer
+    with running(app) as url:
+        body = {"model": "mock", "stream": True, "messages": [{"role": "user", "content": "leave " * 40}]}
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body) as response:
+            next(response.iter_lines())  # the first event, then hang up
+        for _ in range(200):  # the server notices the disconnect on its own schedule
+            if observer.open_streams == 0:
+                break
+            threading.Event().wait(0.05)
+        text = httpx.get(url + "/metrics").text
+    assert observer.open_streams == 0 and observer.in_flight == 0
+    assert value(text, "gateway_open_streams") == 0 and value(text, "gateway_requests_in_flight") == 0
+    assert value(text, "gateway_requests_total") == 1
+    assert value(text, "gateway_stream_duration_seconds_count") == 1
