@@ -156,3 +156,26 @@ def test_gateway_stats_prints_the_same_figures(busy_gateway: str, capsys: pytest
 def test_gateway_stats_says_when_the_gateway_is_not_there(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stats", "--url", "http://127.0.0.1:9"]) == 1
     assert "could not reach" in capsys.readouterr().err
+
+
+def test_with_the_real_auth_policy_the_figures_need_the_master_key(tmp_path: Path) -> None:
+    master = "sk-master-0123456789abcdef"
+    settings = make_settings(
+        auth={"mode": "keys", "master_key": master},
+        server={"state_path": str(tmp_path / "state.db")},
+        metrics={"require_master_key": True},
+        logging={"access_log": False},
+    )
+    with running(create_app(settings)) as url:
+        as_master = {"authorization": f"Bearer {master}"}
+        body = {"model": "mock", "messages": [{"role": "user", "content": "x"}]}
+        assert httpx.post(url + "/v1/chat/completions", json=body, headers=as_master).status_code == 200
+        for path in ("/ui/api/stats", "/metrics"):
+            assert httpx.get(url + path).status_code == 401
+            assert httpx.get(url + path, headers={"authorization": "Bearer sk-wrong-key-000000"}).status_code == 401
+            assert httpx.get(url + path, headers=as_master).status_code == 200
+        assert httpx.get(url + "/ui").status_code == 200  # the shell holds no figures
+        stats = httpx.get(url + "/ui/api/stats", headers=as_master).json()
+        scrape = httpx.get(url + "/metrics", headers=as_master).text
+    assert stats["totals"]["requests"] == 1
+    assert master not in scrape and master not in json.dumps(stats)
