@@ -91,3 +91,32 @@ def test_invalid_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None
 def test_record_mode_environment_override() -> None:
     assert parse_settings(MINIMAL, {"GATEWAY_RECORD_MODE": "replay"}).recording.mode == "replay"
     assert any("GATEWAY_RECORD_MODE" in p for p in problems_of(MINIMAL, {"GATEWAY_RECORD_MODE": "sometimes"}))
+
+
+def test_auth_and_limits_are_typed_and_off_by_default() -> None:
+    s = parse_settings(MINIMAL, {})
+    assert s.auth.mode == "none" and not s.auth.enabled and s.limits.rpm is None
+    raw = {**MINIMAL, "auth": {"mode": "keys", "master_key": "${GATEWAY_MASTER_KEY}", "cache_ttl_seconds": 2},
+           "limits": {"rpm": "${RPM:-60}", "tpm": 1000}}
+    s = parse_settings(raw, {"GATEWAY_MASTER_KEY": "sk-master-verysecret-1"})
+    assert s.auth.enabled and s.auth.master_key == "sk-master-verysecret-1" and s.auth.cache_ttl_seconds == 2
+    assert (s.limits.rpm, s.limits.tpm) == (60, 1000)
+    shown = str(masked(s))
+    assert "sk-master-verysecret-1" not in shown and "sk-****-1" in shown
+
+
+def test_auth_and_limits_mistakes_are_reported_with_their_path() -> None:
+    raw = {**MINIMAL, "auth": {"mode": "maybe", "master_key": "short", "cache_ttl": 5},
+           "limits": {"rpm": 0, "tpm": "lots", "counter": "redis"}}
+    problems = problems_of(raw)
+    assert "auth.mode: expected one of 'none', 'keys', got 'maybe'" in problems
+    assert "auth.master_key: too short to be a secret: 5 characters, need at least 16" in problems
+    assert "auth.cache_ttl: unknown key" in problems
+    assert "limits.rpm: must be >= 1, got 0" in problems
+    assert "limits.tpm: expected an integer, got 'lots'" in problems
+    assert "limits.counter: expected one of 'memory', got 'redis'" in problems
+
+
+def test_keys_without_a_master_key_is_a_warning() -> None:
+    s = parse_settings({**MINIMAL, "auth": {"mode": "keys", "master_key": "${GATEWAY_MASTER_KEY}"}}, {})
+    assert any("auth.master_key: empty (set GATEWAY_MASTER_KEY)" in w for w in s.warnings)
