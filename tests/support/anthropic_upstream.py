@@ -42,7 +42,7 @@ class FakeAnthropic:
         if problem:
             return _error(400, "invalid_request_error", problem)
         model = body["model"]
-        failure = await _failure(model, bool(body.get("stream")))
+        failure = await _failure(model, bool(body.get("stream")), request)
         if failure is not None:
             return failure
         message = _answer(body)
@@ -81,7 +81,7 @@ def _invalid(body: dict[str, Any]) -> str | None:
     return None
 
 
-async def _failure(model: str, stream: bool) -> Response | None:
+async def _failure(model: str, stream: bool, request: Request) -> Response | None:
     if model == "overloaded":
         return _error(529, "overloaded_error", "Overloaded")
     if model == "fail-500":
@@ -92,8 +92,11 @@ async def _failure(model: str, stream: bool) -> Response | None:
         return Response(b'{"type": "error", "error": {"type": "api_error", "message": "quota gone"}}', media_type="application/json")
     if model == "malformed" and not stream:
         return Response(b'{"id": "msg_x", "content": [', media_type="application/json")
-    if model == "slow":
-        await asyncio.sleep(30)
+    if model == "slow":  # until the client gives up, so stopping the server never waits on it
+        for _ in range(300):
+            if await request.is_disconnected():
+                break
+            await asyncio.sleep(0.1)
     return None
 
 
