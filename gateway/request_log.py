@@ -28,8 +28,17 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 class _DeferredQueueHandler(logging.handlers.QueueHandler):
     """Queues the record as it is: formatting happens in the writer thread, not on the event loop."""
 
+    def __init__(self, records: queue.SimpleQueue[Any], writer: BatchWriter) -> None:
+        super().__init__(records)
+        self.writer = writer
+
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        if not self.writer.started:
+            self.writer.start()
+        super().enqueue(record)
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -79,9 +88,16 @@ class BatchWriter:
         self.formatter = formatter
         self.interval = interval
         self.dropped = 0  # lines that could not be written (a closed or broken stream)
+        self.started = False  # the thread starts with the first line: an app that never logs costs no thread
         self._stop = threading.Event()
+        self._starting = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="gateway-log-writer", daemon=True)
-        self._thread.start()
+
+    def start(self) -> None:
+        with self._starting:  # records may come from several threads (logging is thread-safe; so is this)
+            if not self.started and not self._stop.is_set():
+                self.started = True
+                self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -113,7 +129,9 @@ class BatchWriter:
     def close(self) -> None:
         if not self._stop.is_set():
             self._stop.set()
-            self._thread.join(timeout=5)
+            if self.started:
+                self._thread.join(timeout=5)
+            self.drain()  # whatever came in after the thread's last pass
 
 
 class QueuedLogger:
@@ -126,8 +144,8 @@ class QueuedLogger:
         for old in [h for h in self.logger.handlers if isinstance(h, _DeferredQueueHandler)]:
             self.logger.removeHandler(old)  # a later app in the same process takes over the logger
         self.records: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.handler = _DeferredQueueHandler(self.records)
         self.writer = BatchWriter(self.records, stream or sys.stderr, formatter_for(settings))
+        self.handler = _DeferredQueueHandler(self.records, self.writer)
         self.logger.addHandler(self.handler)
 
     def close(self) -> None:
@@ -146,9 +164,12 @@ class RequestLog:
         self._info = self._queued.logger.isEnabledFor(logging.INFO) if self._queued else False
 
     def write(self, entry: dict[str, Any]) -> None:
-        if self._info and self._queued is not None:
+        queued = self._queued
+        if self._info and queued is not None:
+            if not queued.writer.started:
+                queued.writer.start()
             # straight onto the writer's queue: no LogRecord, no handler locks on the hot path
-            self._queued.records.put_nowait((time.time(), entry))
+            queued.records.put_nowait((time.time(), entry))
 
     def close(self) -> None:
         if self._queued is not None:
