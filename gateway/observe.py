@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Settings
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import GatewayError
 from gateway.metrics import OTHER, DeltaSync, GatewayMetrics, int_counters, multiprocess_dir, render
 from gateway.request_log import RequestLog
 from gateway.types import RequestContext
@@ -121,9 +121,8 @@ class Observer:
         overhead = max(0.0, (opened if opened is not None else now) - started - ctx.upstream_seconds)
         if self.enabled:
             self._count(ctx, endpoint, alias, provider, status, outcome, key_name, total, overhead, started, opened, now)
-            self.usage.add(alias, key_name, outcome, status, total, prompt, completion, ctx.cost_usd)
-            if opened is not None and isinstance(error, UpstreamError):
-                self.upstream_error(error.provider or provider, error.kind)  # mid-stream: the router never saw it
+            failed = status >= 400 or outcome == "error"  # a stream that broke after its 200
+            self.usage.add(alias, key_name, outcome, failed, total, prompt, completion, ctx.cost_usd)
             if outcome == "denied":
                 self._count_denial(state.get("denied_by", ""), error)
             self._sync_recorder()

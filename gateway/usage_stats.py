@@ -90,14 +90,14 @@ class UsageStats:
         self._clock = clock
 
     def add(
-        self, alias: str, key: str, outcome: str, status: int, latency: float, prompt: int, completion: int, cost: float
+        self, alias: str, key: str, outcome: str, error: bool, latency: float, prompt: int, completion: int, cost: float
     ) -> None:
+        """One finished request; `error` when it failed (an error status, or a stream that ended in an error)."""
         now = self._clock()
         bucket = self.buckets[-1] if self.buckets else None
         if bucket is None or now >= bucket.start + self.bucket_seconds:
             bucket = _Bucket(now - now % self.bucket_seconds)
             self.buckets.append(bucket)
-        error = status >= 400
         args = (error, latency, prompt, completion, cost)
         self.total.add(*args)
         bucket.all.add(*args)

@@ -290,3 +290,15 @@ def test_a_client_that_leaves_mid_stream_is_counted_once_and_leaves_no_stream_op
     assert value(text, "gateway_open_streams") == 0 and value(text, "gateway_requests_in_flight") == 0
     assert value(text, "gateway_requests_total") == 1
     assert value(text, "gateway_stream_duration_seconds_count") == 1
+
+
+def test_an_upstream_failing_mid_stream_is_one_upstream_error_and_one_errored_request(mixed: tuple[str, Any]) -> None:
+    url, gateway = mixed
+    client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.APIError):
+        for _ in client.chat.completions.create(model="reset", messages=[{"role": "user", "content": "x"}], stream=True):
+            pass
+    text = httpx.get(url + "/metrics").text
+    assert value(text, "gateway_upstream_errors_total", provider="up") == 1
+    assert value(text, "gateway_requests_total", alias="reset", provider="up", outcome="error") == 1
+    assert gateway.observer.stats()["totals"]["errors"] == 1  # the usage page counts it as failed despite its 200

@@ -23,10 +23,10 @@ def test_percentile_is_nearest_rank() -> None:
 def test_requests_fall_into_time_buckets_and_groups() -> None:
     clock = Clock()
     stats = UsageStats(bucket_seconds=10, keep=3, clock=clock)
-    stats.add("mock", "team-a", "upstream", 200, 0.1, 5, 7, 0.001)
-    stats.add("mock", "", "cache_hit", 200, 0.3, 5, 7, 0.0)
+    stats.add("mock", "team-a", "upstream", False, 0.1, 5, 7, 0.001)
+    stats.add("mock", "", "cache_hit", False, 0.3, 5, 7, 0.0)
     clock.now += 10
-    stats.add("gpt", "team-a", "error", 502, 0.2, 0, 0, 0.0)
+    stats.add("gpt", "team-a", "error", True, 0.2, 0, 0, 0.0)
     snap = stats.snapshot()
     assert snap["totals"]["requests"] == 3 and snap["totals"]["errors"] == 1
     assert snap["totals"]["outcomes"] == {"upstream": 1, "cache_hit": 1, "error": 1}
@@ -42,7 +42,7 @@ def test_old_buckets_roll_off_and_a_closed_bucket_is_summarised_once() -> None:
     clock = Clock()
     stats = UsageStats(bucket_seconds=10, keep=2, clock=clock)
     for _ in range(3):
-        stats.add("mock", "", "upstream", 200, 0.1, 1, 1, 0.0)
+        stats.add("mock", "", "upstream", False, 0.1, 1, 1, 0.0)
         clock.now += 10
     first = stats.snapshot()["series"]
     assert len(first) == 2 and stats.snapshot()["totals"]["requests"] == 3
