@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -233,7 +234,7 @@ class LlamaCppAdapter:
             for c in prompts.whole_as_chunks(whole, include_usage):
                 emit(c)
             return
-        base = {"id": prompts.completion_id(), "object": "chat.completion.chunk", "created": 0, "model": call.model or call.alias}
+        base = {"id": prompts.completion_id(), "object": "chat.completion.chunk", "created": int(time.time()), "model": call.model or call.alias}
         emit(prompts.chunk(base, {"role": "assistant", "content": ""}, None, include_usage))
         text, finish = [], "stop"
         for piece in self._generate(model, tokens, kwargs, None, stream=True):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -125,7 +126,11 @@ class Router:
 
         held: list[DeploymentState] = []
         first, iterator = await self._run(call, ctx, attempt, held)
-        return self._relay(first, iterator, held[0] if held else None)
+        release = _Release(held[0] if held else None)
+        relay = self._relay(first, iterator, release)
+        # a relay never iterated (client gone before the body started) never runs its finally: release on collection
+        weakref.finalize(relay, release)
+        return relay
 
     # routing
 
@@ -236,7 +241,7 @@ class Router:
         raise last_error
 
     async def _relay(
-        self, first: dict[str, Any] | None, iterator: AsyncIterator[dict[str, Any]], state: DeploymentState | None
+        self, first: dict[str, Any] | None, iterator: AsyncIterator[dict[str, Any]], release: _Release
     ) -> AsyncIterator[dict[str, Any]]:
         """Relay a primed stream; a failure after the first chunk cannot fail over, but it still counts against health."""
         try:
@@ -246,14 +251,14 @@ class Router:
             async for chunk in iterator:
                 yield chunk
         except UpstreamError as exc:
+            state = release.state
             if state is not None:
                 self._failed(state)
                 if self.on_upstream_error is not None:
                     self.on_upstream_error(exc.provider or state.deployment.provider, exc.kind)
             raise
         finally:
-            if state is not None:
-                state.in_flight -= 1
+            release()
             await _close(iterator)
 
     def _pick(self, route: AliasRoute, excluded: set[int]) -> DeploymentState | None:
@@ -300,6 +305,18 @@ class Router:
 
 def _failover_worthy(exc: GatewayError) -> bool:
     return isinstance(exc, (UpstreamError, ServiceUnavailable)) and (exc.retryable or isinstance(exc, ServiceUnavailable))
+
+
+class _Release:
+    """Takes a streaming deployment out of its in-flight count exactly once, however the stream ends."""
+
+    def __init__(self, state: DeploymentState | None) -> None:
+        self.state = state
+
+    def __call__(self) -> None:
+        if self.state is not None:
+            self.state.in_flight -= 1
+            self.state = None
 
 
 def _waits_past_deadline(error: GatewayError | None, now: float, deadline: float) -> bool:

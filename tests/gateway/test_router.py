@@ -377,3 +377,14 @@ def test_stopping_one_of_two_deployments_keeps_every_request_succeeding(two_upst
                 text = raw.parse().choices[0].message.content
             assert text == f"echo: hello {i}"
         assert served == {"two/echo"}
+
+
+async def test_a_primed_stream_dropped_unread_releases_its_deployment() -> None:
+    import gc
+
+    router = make_router({"chat": alias("chat", ("a", "m", 1.0))}, {"a": Scripted("a")}, [])
+    stream = await router.stream(call(stream=True), ctx())
+    assert router.health()[0]["in_flight"] == 1
+    del stream  # the client left before the body started: nobody iterates or closes it
+    gc.collect()
+    assert router.health()[0]["in_flight"] == 0
