@@ -274,6 +274,8 @@ class LlamaCppAdapter:
         tokens, stop = model.chat_prompt(messages)
         kwargs = self._kwargs(model, call, tokens, cancel)
         kwargs["stop"] = kwargs["stop"] + stop
+        if schema is None:
+            kwargs["grammar"] = _output_grammar(call.body.get("response_format"))
         return tokens, kwargs, schema
 
     def _completion_request(self, model: _Model, call: Call, cancel: threading.Event) -> tuple[list[int], dict[str, Any]]:
@@ -299,7 +301,8 @@ class LlamaCppAdapter:
         return kwargs
 
     def _generate(self, model: _Model, tokens: list[int], kwargs: dict[str, Any], schema: Any, *, stream: bool = False) -> Any:
-        grammar = None
+        kwargs = dict(kwargs)
+        grammar = kwargs.pop("grammar", None)
         if schema is not None:
             from llama_cpp.llama_grammar import LlamaGrammar
 
@@ -317,3 +320,19 @@ class LlamaCppAdapter:
     @staticmethod
     def _count(model: _Model, text: str) -> int:
         return len(model.llm.tokenize(text.encode(), add_bos=False, special=False)) if text else 0
+
+
+def _output_grammar(response_format: Any) -> Any:
+    """Structured outputs: json_object / json_schema become a grammar, so the model can only write matching JSON."""
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind not in ("json_object", "json_schema"):
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    if kind == "json_object":
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
+    try:
+        return LlamaGrammar.from_json_schema(orjson.dumps(schema).decode(), verbose=False)
+    except Exception as exc:  # noqa: BLE001 - llama.cpp's converter raises plain errors on schemas it cannot express
+        raise InvalidRequest(f"the local model cannot follow this schema: {exc}", param="response_format.json_schema.schema") from None

@@ -158,3 +158,10 @@ def test_base_models_get_a_plain_role_transcript() -> None:
         {"role": "tool", "tool_call_id": "c1", "content": "2"},
     ]})
     assert prompts.transcript(messages) == 'system: Be brief.\nuser: Hi\nassistant: {"name":"f","arguments":{"x":1}}\ntool: 2\nassistant:'
+
+
+async def test_structured_output_follows_the_json_schema(loaded: _Model) -> None:
+    schema = {"type": "object", "properties": {"capital": {"type": "string"}}, "required": ["capital"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+    answer = await adapter_with(loaded).chat(chat(response_format=fmt, max_tokens=30))
+    assert isinstance(orjson.loads(answer["choices"][0]["message"]["content"])["capital"], str)

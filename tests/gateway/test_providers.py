@@ -63,9 +63,9 @@ def client(gateway: tuple[str, Any]) -> openai.OpenAI:
 
 def weather_round_trip(client: openai.OpenAI, model: str) -> dict[str, Any]:
     """The script a team runs: a streamed answer, then a tool call (streamed) and its result sent back."""
-    limit = {"max_tokens": 40}
+    limit = {"max_tokens": 40, "temperature": 0, "seed": 7}  # the same answer every run, from every backend
     streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Say hello."}], stream=True, max_tokens=12) if c.choices)
+        model=model, messages=[{"role": "user", "content": "Say hello."}], stream=True, max_tokens=12, temperature=0) if c.choices)
 
     messages: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
     first = client.chat.completions.create(model=model, messages=messages, tools=TOOLS, tool_choice="required", **limit)
@@ -81,7 +81,7 @@ def weather_round_trip(client: openai.OpenAI, model: str) -> dict[str, Any]:
 
     messages += [first.choices[0].message.model_dump(exclude_none=True),
                  {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
-    final = client.chat.completions.create(model=model, messages=messages, tools=TOOLS, max_tokens=12)
+    final = client.chat.completions.create(model=model, messages=messages, tools=TOOLS, max_tokens=12, temperature=0)
     return {"streamed": streamed, "finish": first.choices[0].finish_reason, "call": call, "streamed_call": pieces[0],
             "final": final.choices[0].message.content}
 
