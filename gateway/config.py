@@ -301,7 +301,20 @@ def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSetting
     if p.missing_key:
         names = ", ".join(p.api_key_env) or "api_key"
         warnings.append(f"providers.{name}.api_key: empty (set {names}); its aliases answer 503 until it is set")
+    if kind == "llamacpp":
+        _warn_local_model(name, p.model_path, warnings)
     return p
+
+
+def _warn_local_model(name: str, model_path: str, warnings: list[str]) -> None:
+    """The local model loads on first use; say now (without loading it) what its requests would fail on."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        warnings.append(f"providers.{name}: llama-cpp-python is not installed (pip install 'llm-gateway[local]'); "
+                        "its aliases answer 503 until it is")
+    elif model_path and not Path(model_path).is_file():
+        warnings.append(f"providers.{name}.model_path: no file at {model_path!r}; its aliases answer 503 until there is")
 
 
 def _env_names(value: Any) -> tuple[str, ...]:

@@ -120,3 +120,13 @@ def test_auth_and_limits_mistakes_are_reported_with_their_path() -> None:
 def test_keys_without_a_master_key_is_a_warning() -> None:
     s = parse_settings({**MINIMAL, "auth": {"mode": "keys", "master_key": "${GATEWAY_MASTER_KEY}"}}, {})
     assert any("auth.master_key: empty (set GATEWAY_MASTER_KEY)" in w for w in s.warnings)
+
+
+def test_local_model_problems_are_warnings_not_errors(tmp_path: Path) -> None:
+    raw = {"providers": {"local": {"type": "llamacpp", "model_path": str(tmp_path / "gone.gguf")}},
+           "models": {"local": {"provider": "local"}}}
+    s = parse_settings(raw, {})  # the gateway still starts; the alias answers 503 at request time
+    assert any(w.startswith("providers.local") and "503" in w for w in s.warnings)
+    shipped = load_settings(Path(__file__).parents[2] / "gateway.toml", env={})
+    assert shipped.providers["local"].type == "llamacpp" and shipped.providers["local"].model_path == ""
+    assert shipped.models["local"].deployments[0].provider == "local"
