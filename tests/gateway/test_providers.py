@@ -159,3 +159,17 @@ def test_unknown_provider_type_cannot_be_built() -> None:
 
     with pytest.raises(ValueError, match="unknown provider type"):
         build_adapter(ProviderSettings(name="x", type="nope"))
+
+
+def test_anthropic_stream_is_openai_sse_and_names_its_deployment(gateway: tuple[str, Any]) -> None:
+    import httpx
+
+    body = {"model": "claude", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", f"{gateway[0]}/v1/chat/completions", json=body, timeout=10) as response:
+        assert response.headers["x-gateway-deployment"] == "anth/claude-tools"
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in response.iter_lines() if line]
+    assert all(e.startswith("data: ") for e in events) and events[-1] == "data: [DONE]"
+    usage = orjson.loads(events[-2][6:])
+    assert usage["choices"] == [] and usage["usage"]["prompt_tokens"] == 21
