@@ -257,15 +257,26 @@ class StreamTranslator:
         self.finish_reason = "stop"
         self.tool_index: dict[int, int] = {}  # Anthropic content block index -> OpenAI tool_calls index
         self.done = False
+        self.role_sent = True  # until message_start
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        chunks = self._translate(event)
+        if chunks and not self.role_sent:
+            self.role_sent = True
+            chunks.insert(0, self._chunk({"role": "assistant", "content": ""}))
+        return chunks
+
+    def _translate(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("type")
         if kind == "message_start":
             message = event.get("message") or {}
             self.id = message.get("id", "")
             self.model = message.get("model") or self.model
             self.usage = dict(message.get("usage") or {})
-            return [self._chunk({"role": "assistant", "content": ""})]
+            # the role chunk waits for the first content: an error event right after message_start (overloaded is
+            # common there) then arrives before any byte reached the client, and the router can still fail over
+            self.role_sent = False
+            return []
         if kind == "content_block_start":
             block = event.get("content_block") or {}
             if block.get("type") == "tool_use":

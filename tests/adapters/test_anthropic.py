@@ -282,3 +282,11 @@ async def test_embeddings_are_refused_and_models_listed(adapter: AnthropicAdapte
                                                        "created_at": "2025-01-01T00:00:00Z"}], "has_more": False})
     assert await adapter.list_models() == [{"id": "claude-x", "object": "model", "created": 0, "owned_by": "anthropic"}]
     await adapter.aclose()
+
+
+async def test_an_error_right_after_message_start_comes_before_any_chunk(adapter: AnthropicAdapter, upstream: respx.MockRouter) -> None:
+    events = [STREAM[0], {"type": "ping"}, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}]
+    upstream.post("/v1/messages").respond(content=sse(*events), headers={"content-type": "text/event-stream"})
+    stream = adapter.stream_chat(chat_call(stream=True))
+    with pytest.raises(UpstreamUnavailable):
+        await anext(stream)  # the router's priming step sees the failure, so it can still fail over

@@ -136,9 +136,6 @@ async def _events(message: dict[str, Any], model: str) -> AsyncIterator[bytes]:
     start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 1}}
     yield _sse({"type": "message_start", "message": start})
     yield _sse({"type": "ping"})
-    if model == "malformed":
-        yield b"event: content_block_delta\ndata: {not json\n\n"
-        return
     for index, block in enumerate(message["content"]):
         if block["type"] == "text":
             yield _sse({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
@@ -148,6 +145,9 @@ async def _events(message: dict[str, Any], model: str) -> AsyncIterator[bytes]:
             if model == "reset":
                 await asyncio.sleep(0.05)
                 raise ConnectionResetError("upstream dropped the connection")
+            if model == "malformed":
+                yield b"event: content_block_delta\ndata: {not json\n\n"
+                return
             if model == "stream-error":
                 yield _sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
                 return
