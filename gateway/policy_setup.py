@@ -38,7 +38,8 @@ def access_policies(settings: Settings) -> list[Policy]:
     key_default = PerMinute(settings.limits.rpm, settings.limits.tpm)
     # keys carry their own limits, so with auth on the policy is always there
     if auth.enabled or any(p.rpm or p.tpm for p in aliases.values()):
-        policies.append(RateLimitPolicy(InProcessCounter(), count_call_prompt, aliases=aliases, key_default=key_default))
+        counter = InProcessCounter()
+        policies.append(RateLimitPolicy(counter, count_call_prompt, aliases=aliases, key_default=key_default))
     if policies:
         policies.append(StreamUsagePolicy())
     return policies

@@ -132,7 +132,8 @@ class BudgetPolicy(BasePolicy):
             try:
                 await self.flush()
             except Exception:
-                log.exception("writing key spend to %s failed; retrying in %ss", self.store.location, self.flush_seconds)
+                log.exception("writing key spend to %s failed; retrying in %ss", self.store.location,
+                              self.flush_seconds)
 
     async def aclose(self) -> None:
         flusher, self._flusher = self._flusher, None

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import orjson
 
+from gateway.errors import ServiceUnavailable
 from gateway.types import KeyInfo
 
+log = logging.getLogger("gateway.policy")
 KEY_PREFIX = "sk-gw-"
 BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -93,6 +98,12 @@ class DuplicateKeyName(ValueError):
     pass
 
 
+class KeyStoreUnavailable(ServiceUnavailable):
+    """The state database could not be read on the request path: 503, never a 500 or a wrong 401."""
+
+    code = "key_store_unavailable"
+
+
 class KeyStore:
     def __init__(self, path: str) -> None:
         self.location = path
@@ -154,9 +165,12 @@ class KeyStore:
         return record, plain
 
     async def find(self, key_hash: str) -> KeyRecord | None:
-        db = await self._conn()
-        async with db.execute(f"SELECT {_COLUMNS} FROM keys WHERE hash = ?", (key_hash,)) as cursor:
-            row = await cursor.fetchone()
+        try:
+            db = await self._conn()
+            async with db.execute(f"SELECT {_COLUMNS} FROM keys WHERE hash = ?", (key_hash,)) as cursor:
+                row = await cursor.fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            raise self._unavailable("the key", exc) from exc
         return _record(row) if row is not None else None
 
     async def list_keys(self) -> list[KeyRecord]:
@@ -195,9 +209,12 @@ class KeyStore:
         await db.commit()
 
     async def spent(self, key_id: str) -> float:
-        db = await self._conn()
-        async with db.execute("SELECT COALESCE(SUM(spend_usd), 0) FROM key_usage WHERE key_id = ?", (key_id,)) as c:
-            row = await c.fetchone()
+        try:
+            db = await self._conn()
+            async with db.execute("SELECT COALESCE(SUM(spend_usd), 0) FROM key_usage WHERE key_id = ?", (key_id,)) as c:
+                row = await c.fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            raise self._unavailable("the key's budget", exc) from exc
         return float(row[0]) if row else 0.0
 
     async def usage(self) -> list[UsageRow]:
@@ -208,6 +225,10 @@ class KeyStore:
         ) as cursor:
             return [UsageRow(*row) async for row in cursor]
 
+    def _unavailable(self, what: str, exc: BaseException) -> KeyStoreUnavailable:
+        log.error("key store %s failed: %s", self.location, exc)  # the details for the operator, not the client
+        return KeyStoreUnavailable(f"The gateway could not check {what}: its key store is unavailable. Try again.")
+
     async def aclose(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
@@ -217,11 +238,8 @@ class KeyStore:
 _COLUMNS = "id, name, hash, hint, models, rpm, tpm, budget_usd, expires_at, created_at, revoked_at"
 
 
-def _record(row: Sequence[object]) -> KeyRecord:
+def _record(row: Sequence[Any]) -> KeyRecord:
     id_, name, key_hash, hint, models, rpm, tpm, budget, expires_at, created_at, revoked_at = row
-    info = KeyInfo(
-        id=str(id_), name=str(name), models=tuple(orjson.loads(str(models))), rpm=rpm,  # type: ignore[arg-type]
-        tpm=tpm, budget_usd=budget,  # type: ignore[arg-type]
-    )
-    return KeyRecord(info=info, hash=str(key_hash), hint=str(hint), created_at=float(created_at),  # type: ignore[arg-type]
-                     expires_at=expires_at, revoked_at=revoked_at)  # type: ignore[arg-type]
+    info = KeyInfo(id=id_, name=name, models=tuple(orjson.loads(models)), rpm=rpm, tpm=tpm, budget_usd=budget)
+    return KeyRecord(info=info, hash=key_hash, hint=hint, created_at=created_at, expires_at=expires_at,
+                     revoked_at=revoked_at)

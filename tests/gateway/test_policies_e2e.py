@@ -282,7 +282,7 @@ def test_denials_are_counted_by_policy_and_logged_without_content(
     assert not any(secret in line or "x9z" in line for line in lines)
 
 
-def test_with_auth_off_nothing_is_asked(upstream: FakeUpstream) -> None:
+def test_with_auth_off_nothing_is_asked() -> None:
     app = create_app(make_settings(logging={"access_log": False}))
     assert app.state.gateway.pipeline.policies == []
     with running(app) as url:

@@ -11,7 +11,7 @@ import pytest
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.types import Call, RequestContext
 from policies.auth import AuthPolicy, presented_key
-from policies.key_store import KeyStore
+from policies.key_store import KeyStore, KeyStoreUnavailable
 
 MASTER = "sk-master-0123456789"
 
@@ -171,3 +171,13 @@ async def test_concurrent_first_requests_share_one_lookup(store: KeyStore) -> No
     await asyncio.gather(*(policy.before(call(), c) for c in contexts))
     assert all(c.key is not None and c.key.name == "ci" for c in contexts)
     assert policy.counters["lookups"] == 1
+
+
+async def test_an_unreadable_key_store_is_503_not_a_401_or_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "state.db").mkdir()  # a directory where the database should be
+    policy = AuthPolicy(KeyStore(str(tmp_path / "state.db")))
+    for _ in range(2):  # and the failure is not cached as "no such key"
+        with pytest.raises(KeyStoreUnavailable) as info:
+            await policy.before(call(), ctx("sk-gw-anything"))
+        assert info.value.status == 503 and "state.db" not in info.value.message
+    assert policy.counters["lookups"] == 2
