@@ -346,7 +346,7 @@ def chat_to_text_completion(completion: dict[str, Any]) -> dict[str, Any]:
         "created": completion["created"],
         "model": completion["model"],
         "choices": [{"text": choice["message"].get("content") or "", "index": 0, "logprobs": None,
-                     "finish_reason": choice["finish_reason"]}],
+                     "finish_reason": _completion_finish(choice["finish_reason"])}],
         "usage": completion["usage"],
     }
 
@@ -359,4 +359,9 @@ def chunk_to_text_completion(chunk: dict[str, Any]) -> dict[str, Any] | None:
     text = choice["delta"].get("content") or ""
     if not text and choice["finish_reason"] is None:
         return None
-    return {**out, "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": choice["finish_reason"]}]}
+    finish = choice["finish_reason"] and _completion_finish(choice["finish_reason"])
+    return {**out, "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}]}
+
+
+def _completion_finish(reason: str) -> str:
+    return "stop" if reason == "tool_calls" else reason  # a text completion knows only stop, length, content_filter

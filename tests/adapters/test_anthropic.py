@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openai.types as oat
 import openai.types.chat as oa
 import orjson
 import pytest
@@ -290,3 +291,13 @@ async def test_an_error_right_after_message_start_comes_before_any_chunk(adapter
     stream = adapter.stream_chat(chat_call(stream=True))
     with pytest.raises(UpstreamUnavailable):
         await anext(stream)  # the router's priming step sees the failure, so it can still fail over
+
+
+async def test_streamed_legacy_completion(adapter: AnthropicAdapter, upstream: respx.MockRouter) -> None:
+    text_only = [e for e in STREAM if e.get("index") != 1]
+    upstream.post("/v1/messages").respond(content=sse(*text_only), headers={"content-type": "text/event-stream"})
+    call = Call(kind="completion", alias="claude", body={"model": "claude", "prompt": ["hello"]}, stream=True, model="claude-x")
+    chunks = [c async for c in adapter.stream_complete(call)]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == "Hello"
+    assert all(c["object"] == "text_completion" for c in chunks)
+    assert oat.Completion.model_validate(chunks[-1]).choices[0].finish_reason == "stop"

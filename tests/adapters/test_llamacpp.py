@@ -165,3 +165,12 @@ async def test_structured_output_follows_the_json_schema(loaded: _Model) -> None
     fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
     answer = await adapter_with(loaded).chat(chat(response_format=fmt, max_tokens=30))
     assert isinstance(orjson.loads(answer["choices"][0]["message"]["content"])["capital"], str)
+
+
+async def test_streamed_legacy_completion_with_usage(loaded: _Model) -> None:
+    body = {"model": "local", "prompt": "Once upon a", "max_tokens": 3, "stream_options": {"include_usage": True}}
+    call = Call(kind="completion", alias="local", body=body, stream=True, model="smollm2")
+    chunks = [c async for c in adapter_with(loaded).stream_complete(call)]
+    assert all(c["model"] == "smollm2" for c in chunks)
+    assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
+    assert chunks[-1]["choices"] == [] and 0 < chunks[-1]["usage"]["completion_tokens"] <= 3
