@@ -184,7 +184,7 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
     auth: AuthSettings = AuthSettings()
     limits: RateLimitSettings = RateLimitSettings()
-    policies: Mapping[str, Any] = field(default_factory=dict)  # raw [auth]/[limits]/[guards] tables
+    policies: Mapping[str, Any] = field(default_factory=dict)  # raw [guards]/[policies] tables
     source: str = ""
     warnings: tuple[str, ...] = ()
 
@@ -224,7 +224,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     metrics = _parse_metrics(root.table("metrics"))
     auth = _parse_auth(root.table("auth"), warnings)
     limits = _parse_limits(root.table("limits"))
-    policies = {name: raw.get(name, {}) for name in ("auth", "limits", "guards", "policies")}
+    policies = {name: raw.get(name, {}) for name in ("guards", "policies")}
     root.used.update(policies)
     root.finish()
     _check_references(providers, models, problems, warnings)
@@ -492,10 +492,6 @@ def masked(settings: Settings) -> dict[str, Any]:
         p["headers"] = {k: (_mask(v) if _secret_header(k) else v) for k, v in p["headers"].items()}
     if data["auth"]["master_key"]:
         data["auth"]["master_key"] = _mask(data["auth"]["master_key"])
-    auth = dict(data["policies"].get("auth") or {})
-    if auth.get("master_key"):
-        auth["master_key"] = _mask(str(auth["master_key"]))
-    data["policies"]["auth"] = auth
     return data
 
 
