@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import re
-import secrets
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Mapping
@@ -39,11 +40,15 @@ from gateway.request_log import configure_process_logging
 from gateway.router import Router
 from gateway.schema import parse_call
 from gateway.shutdown import Drain
+from gateway.tokens import encoding
 from gateway.types import Kind, RequestContext
 
 log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _DONE = b"data: [DONE]\n\n"
+# Generated request ids: a random per-process prefix and a counter. os.urandom per request cost ~90 us on a VM.
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count()
 
 
 class JSONResponse(Response):
@@ -243,7 +248,7 @@ def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given and _REQUEST_ID.fullmatch(given):
         return given
-    return "req_" + secrets.token_hex(12)
+    return f"req_{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def _headers(ctx: RequestContext) -> dict[str, str]:
@@ -282,6 +287,7 @@ def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = Non
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway.drain.listen_for_signals()
+        await asyncio.to_thread(encoding)  # load tiktoken's table now, not on the first request
         try:
             yield
         finally:
