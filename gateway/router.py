@@ -143,18 +143,19 @@ class Router:
     ) -> Any:
         """Try the alias, then its fallbacks. `held` (streams) receives the serving deployment, still counted in flight."""
         tried: list[str] = []
-        aliases = [call.alias]
         last_error: GatewayError | None = None
         route = self.routes.get(call.alias)
         if route is None:
             raise ModelNotFound(f"The model {call.alias!r} does not exist", param="model")
         deadline = self._clock() + self.settings.deadline_seconds
-        queue = list(aliases) + list(route.settings.fallbacks)
+        queue = [call.alias, *route.settings.fallbacks]
         context_fallbacks = list(route.settings.context_window_fallbacks)
         while queue:
             alias = queue.pop(0)
             if alias in tried:
                 continue
+            if last_error is not None and self._clock() >= deadline:
+                break  # no time left for a fallback: the error that used it up is the one to report
             tried.append(alias)
             try:
                 return await self._run_alias(alias, call, ctx, attempt, deadline, held)
@@ -182,6 +183,13 @@ class Router:
         last_error: GatewayError | None = None
         excluded: set[int] = set()
         for try_number in range(self.settings.retries + 1):
+            if self._clock() >= deadline:
+                # out of time (earlier tries or aliases used it up): answer now without charging a deployment that was
+                # never asked; the last real upstream error says more than "deadline" when there is one
+                last_error = last_error or UpstreamTimeout(
+                    f"no answer within the {self.settings.deadline_seconds}s deadline", kind="timeout"
+                )
+                break
             state = self._pick(route, excluded)
             if state is None:
                 break
@@ -197,10 +205,7 @@ class Router:
             started = self._clock()
             state.in_flight += 1
             try:
-                remaining = deadline - started
-                if remaining <= 0:
-                    raise UpstreamTimeout(f"no answer within the {self.settings.deadline_seconds}s deadline", kind="timeout")
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(deadline - started):
                     result = await attempt(c, self.adapters[dep.provider])
             except TimeoutError:
                 last_error = UpstreamTimeout(
@@ -235,7 +240,9 @@ class Router:
             if try_number < self.settings.retries:
                 if _waits_past_deadline(last_error, self._clock(), deadline):
                     break  # Retry-After asks for longer than the deadline allows: answer the 429 now
-                await self._sleep(self._backoff(try_number, last_error, deadline))
+                delay = self._backoff(try_number, last_error, deadline)
+                if delay > 0:  # zero when the deadline is spent: the loop's first check answers at once
+                    await self._sleep(delay)
         if last_error is None:
             raise ServiceUnavailable(f"every deployment of {alias!r} is cooling down after failures; try again shortly")
         raise last_error

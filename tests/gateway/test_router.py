@@ -225,6 +225,35 @@ async def test_a_hanging_upstream_ends_at_the_total_deadline() -> None:
     assert router.health()[0]["errors"] == 1
 
 
+class SlowFailing(Scripted):
+    """Fails after using up `seconds` of the injected clock, as an upstream that answers 503 late would."""
+
+    def __init__(self, name: str, clock: Clock, seconds: float) -> None:
+        super().__init__(name)
+        self.clock = clock
+        self.seconds = seconds
+
+    async def chat(self, call: Call) -> dict[str, Any]:
+        self.calls.append(call.model)
+        self.clock.now += self.seconds
+        raise UpstreamUnavailable("overloaded, answered late", provider=self.name)
+
+
+async def test_an_exhausted_deadline_charges_no_deployment_it_did_not_ask() -> None:
+    clock = Clock()
+    adapters = {"a": SlowFailing("a", clock, 200), "b": Scripted("b"), "c": Scripted("c")}
+    models = {
+        "chat": alias("chat", ("a", "m", 1.0), ("b", "m", 0.0), fallbacks=("spare",)),
+        "spare": alias("spare", ("c", "m", 1.0)),
+    }
+    sleeps: list[float] = []
+    router = make_router(models, adapters, sleeps, clock, deadline_seconds=120)
+    with pytest.raises(UpstreamUnavailable, match="answered late"):  # the real failure, not a bare "deadline"
+        await router.send(call(), ctx())
+    assert adapters["b"].calls == [] and adapters["c"].calls == [] and sleeps == []
+    assert {h["provider"]: h["errors"] for h in router.health()} == {"a": 1, "b": 0, "c": 0}
+
+
 # cooldown and recovery
 
 
