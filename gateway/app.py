@@ -80,7 +80,8 @@ class Gateway:
         self.router = Router(settings.models, self.adapters, settings.router, missing_keys=missing,
                              first_token_timeouts=first_token)
         prices = {alias: m.price for alias, m in settings.models.items()}
-        self.pipeline = Pipeline(self.router, build_policies(settings), build_recorder(settings), prices)
+        self.pipeline = Pipeline(self.router, build_policies(settings, self.router.send), build_recorder(settings),
+                                 prices)
         self.observer = Observer(settings)
         self.observer.bind(self)
         self.drain = Drain(settings.server.shutdown_grace_seconds)

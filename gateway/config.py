@@ -171,6 +171,53 @@ class RateLimitSettings:
     rpm: int | None = None
     tpm: int | None = None
     counter: str = "memory"  # where the counters live: memory (one worker's own)
+    max_messages: int | None = None  # more messages in one chat request: 400
+    max_tokens: int | None = None  # a larger max_tokens / max_completion_tokens is clamped or rejected
+    max_tokens_action: str = "clamp"  # clamp | reject
+
+    @property
+    def limits_requests(self) -> bool:
+        return self.max_messages is not None or self.max_tokens is not None
+
+
+PII_TYPES = ("email", "phone", "credit_card", "iban", "ip", "secret")
+GUARD_NAMES = ("request_limits", "deny_list", "pii", "injection", "moderation")
+
+
+@dataclass(frozen=True, slots=True)
+class DenyListSettings:
+    patterns: tuple[str, ...] = ()  # regular expressions, matched case-insensitively
+    keywords: tuple[str, ...] = ()  # whole words, case-insensitive
+    output: bool = True  # also cut answers (whole and streamed) that contain them
+
+
+@dataclass(frozen=True, slots=True)
+class PiiSettings:
+    action: str = "off"  # off | redact | block
+    types: tuple[str, ...] = PII_TYPES
+    output: bool = False  # also redact (or cut, with block) answers
+
+
+@dataclass(frozen=True, slots=True)
+class InjectionSettings:
+    action: str = "off"  # off | flag | block
+    extra_patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationSettings:
+    alias: str = ""  # empty: no moderation guard
+    on_error: str = "allow"  # allow | deny: what to do when the moderation alias fails
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    order: tuple[str, ...] = GUARD_NAMES
+    hold_back_chars: int = 64  # stream text held back so a pattern split across chunks is caught before it leaks
+    deny_list: DenyListSettings = DenyListSettings()
+    pii: PiiSettings = PiiSettings()
+    injection: InjectionSettings = InjectionSettings()
+    moderation: ModerationSettings = ModerationSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +231,7 @@ class Settings:
     metrics: MetricsSettings = MetricsSettings()
     auth: AuthSettings = AuthSettings()
     limits: RateLimitSettings = RateLimitSettings()
-    policies: Mapping[str, Any] = field(default_factory=dict)  # raw [guards]/[policies] tables
+    guards: GuardSettings = GuardSettings()
     source: str = ""
     warnings: tuple[str, ...] = ()
 
@@ -224,10 +271,11 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     metrics = _parse_metrics(root.table("metrics"))
     auth = _parse_auth(root.table("auth"), warnings)
     limits = _parse_limits(root.table("limits"))
-    policies = {name: raw.get(name, {}) for name in ("guards", "policies")}
-    root.used.update(policies)
+    guards = _parse_guards(root.table("guards"))
     root.finish()
     _check_references(providers, models, problems, warnings)
+    if guards.moderation.alias and guards.moderation.alias not in models:
+        problems.append(f"guards.moderation.alias: unknown alias {guards.moderation.alias!r}")
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -240,7 +288,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         metrics=metrics,
         auth=auth,
         limits=limits,
-        policies=policies,
+        guards=guards,
         warnings=tuple(warnings),
     )
 
@@ -456,9 +504,61 @@ def _parse_limits(t: Table) -> RateLimitSettings:
         rpm=t.integer("rpm", d.rpm, minimum=1),
         tpm=t.integer("tpm", d.tpm, minimum=1),
         counter=t.string("counter", d.counter, choices=("memory",)),
+        max_messages=t.integer("max_messages", d.max_messages, minimum=1),
+        max_tokens=t.integer("max_tokens", d.max_tokens, minimum=1),
+        max_tokens_action=t.string("max_tokens_action", d.max_tokens_action, choices=("clamp", "reject")),
     )
     t.finish()
     return s
+
+
+def _parse_guards(t: Table) -> GuardSettings:
+    d = GuardSettings()
+    order = t.strings("order", d.order)
+    for name in order:
+        if name not in GUARD_NAMES:
+            t.error("order", f"unknown guard {name!r} (known: {', '.join(GUARD_NAMES)})")
+    deny_t, pii_t, inj_t, mod_t = (t.table(n) for n in ("deny_list", "pii", "injection", "moderation"))
+    deny = DenyListSettings(
+        patterns=_regexes(deny_t, "patterns"),
+        keywords=deny_t.strings("keywords"),
+        output=deny_t.boolean("output", d.deny_list.output),
+    )
+    pii = PiiSettings(
+        action=pii_t.string("action", d.pii.action, choices=("off", "redact", "block")),
+        types=pii_t.strings("types", PII_TYPES),
+        output=pii_t.boolean("output", d.pii.output),
+    )
+    for name in pii.types:
+        if name not in PII_TYPES:
+            pii_t.error("types", f"unknown PII type {name!r} (known: {', '.join(PII_TYPES)})")
+    injection = InjectionSettings(
+        action=inj_t.string("action", d.injection.action, choices=("off", "flag", "block")),
+        extra_patterns=_regexes(inj_t, "extra_patterns"),
+    )
+    moderation = ModerationSettings(
+        alias=mod_t.string("alias", d.moderation.alias),
+        on_error=mod_t.string("on_error", d.moderation.on_error, choices=("allow", "deny")),
+    )
+    s = GuardSettings(
+        order=order,
+        hold_back_chars=t.integer("hold_back_chars", d.hold_back_chars, minimum=1, maximum=4096),
+        deny_list=deny, pii=pii, injection=injection, moderation=moderation,
+    )
+    for sub in (deny_t, pii_t, inj_t, mod_t, t):
+        sub.finish()
+    return s
+
+
+def _regexes(t: Table, key: str) -> tuple[str, ...]:
+    """Patterns that compile; a bad one is reported with its index, before serving."""
+    patterns = t.strings(key)
+    for i, pattern in enumerate(patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            t.problems.append(f"{t.path}.{key}[{i}]: not a regular expression: {exc}")
+    return patterns
 
 
 def _check_references(
