@@ -159,7 +159,7 @@ class AnthropicAdapter:
             )
         error = status_error(self.name, status, content, headers, context_markers=CONTEXT_MARKERS)
         upstream_type = _error_type(content)
-        if upstream_type in _ERROR_TYPES and status < 500:
+        if upstream_type in _ERROR_TYPES and error.status < 500:
             error.type = _ERROR_TYPES[upstream_type]
         if upstream_type and error.code in (None, "bad_gateway"):
             error.code = upstream_type  # Anthropic has no error code; its type is the precise one

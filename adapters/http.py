@@ -88,6 +88,18 @@ def status_error(
         return UpstreamRateLimited(
             message, provider=provider, upstream_status=429, kind="429", retry_after=retry_after_seconds(headers), code=code
         )
+    if status in (401, 403):
+        # The client's key never goes upstream, so a provider refusing a key refuses the gateway's own: passing the 401
+        # on would make the SDK raise AuthenticationError and blame the client's key. A 502 says the gateway's side
+        # failed; retryable, so another deployment (another key) can serve while this one cools down.
+        error = UpstreamStatusError(
+            f"upstream {provider!r} rejected the gateway's credentials (HTTP {status}): {message}; "
+            "check that provider's api key in the gateway config",
+            provider=provider, upstream_status=status, status=502, type="api_error", code="upstream_authentication_failed",
+            kind="4xx",
+        )
+        error.retryable = True
+        return error
     lowered = message.lower()
     if code == "context_length_exceeded" or (status in (400, 413) and any(m in lowered for m in context_markers)):
         code = "context_length_exceeded"

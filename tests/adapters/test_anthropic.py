@@ -240,7 +240,9 @@ def anthropic_error(status: int, etype: str, text: str, **headers: str) -> httpx
     (anthropic_error(429, "rate_limit_error", "Slow", **{"retry-after": "7"}), UpstreamRateLimited, 429, "rate_limit_exceeded"),
     (anthropic_error(400, "invalid_request_error", "prompt is too long: 300000 tokens > 200000 maximum"),
      UpstreamStatusError, 400, "context_length_exceeded"),
-    (anthropic_error(401, "authentication_error", "invalid x-api-key"), UpstreamStatusError, 401, "authentication_error"),
+    (anthropic_error(401, "authentication_error", "invalid x-api-key"), UpstreamStatusError, 502, "upstream_authentication_failed"),
+    (anthropic_error(403, "permission_error", "no access"), UpstreamStatusError, 502, "upstream_authentication_failed"),
+    (anthropic_error(404, "not_found_error", "model: claude-x"), UpstreamStatusError, 404, "not_found_error"),
     (anthropic_error(500, "api_error", "Internal"), UpstreamStatusError, 502, "api_error"),
     (httpx.Response(200, json={"type": "error", "error": {"type": "api_error", "message": "quota"}}), UpstreamStatusError, 502, "api_error"),
     (httpx.Response(200, content=b'{"id": "msg", "content": ['), UpstreamMalformed, 502, "upstream_malformed_response"),
@@ -256,10 +258,18 @@ async def test_error_mapping(adapter: AnthropicAdapter, upstream: respx.MockRout
 
 
 async def test_error_types_follow_openai(adapter: AnthropicAdapter, upstream: respx.MockRouter) -> None:
-    upstream.post("/v1/messages").mock(return_value=anthropic_error(401, "authentication_error", "bad key"))
+    upstream.post("/v1/messages").mock(return_value=anthropic_error(400, "invalid_request_error", "bad temperature"))
     with pytest.raises(UpstreamStatusError) as info:
         await adapter.chat(chat_call())
-    assert info.value.type == "authentication_error" and info.value.message == "bad key"
+    assert info.value.type == "invalid_request_error" and info.value.message == "bad temperature"
+    assert info.value.status == 400 and not info.value.retryable
+    # the provider refusing the gateway's key is the gateway's failure: a 502 the router may fail over, not a 401
+    # that would make the client's SDK blame the client's own key
+    upstream.post("/v1/messages").mock(return_value=anthropic_error(401, "authentication_error", "bad key"))
+    with pytest.raises(UpstreamStatusError) as refused:
+        await adapter.chat(chat_call())
+    assert refused.value.status == 502 and refused.value.type == "api_error" and refused.value.retryable
+    assert "bad key" in refused.value.message and "api key" in refused.value.message
     upstream.post("/v1/messages").mock(return_value=anthropic_error(429, "rate_limit_error", "Slow", **{"retry-after": "7"}))
     with pytest.raises(UpstreamRateLimited) as limited:
         await adapter.chat(chat_call())

@@ -96,6 +96,9 @@ async def test_sse_events_split_across_reads_and_crlf(adapter: OpenAIAdapter, up
     (httpx.Response(200, json={"error": {"message": "quota gone", "type": "server_error"}}), UpstreamStatusError, 502, "bad_gateway"),
     (httpx.Response(200, content=b'{"id": "x", "choices": ['), UpstreamMalformed, 502, "upstream_malformed_response"),
     (httpx.Response(502, content=b"<html>Bad Gateway</html>"), UpstreamStatusError, 502, "bad_gateway"),
+    # the gateway's provider key refused: the gateway's failure (502), never a 401 blaming the client's key
+    (httpx.Response(401, json={"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                         "code": "invalid_api_key"}}), UpstreamStatusError, 502, "upstream_authentication_failed"),
 ])
 async def test_error_mapping(adapter: OpenAIAdapter, upstream: respx.MockRouter, response: httpx.Response,
                              error: type, status: int, code: str) -> None:
