@@ -1,6 +1,9 @@
-"""Detectors for personal data and secrets: one named-group regex compiled once, plus checksums where they exist.
+"""Detectors for personal data and secrets: named-group regexes compiled once, plus checksums where they exist.
 
 Order matters in the alternation: secrets and cards are tried before phone numbers, which would match their digits.
+Python's re has no fast path for an alternation that starts with \b, so scanning every text with the full regex
+costs ~1 ms per KB; cheap gates (an "@", a secret's literal prefix, a run of digits) decide first which kinds can
+be present at all, and most texts never reach a full regex.
 """
 
 from __future__ import annotations
@@ -53,18 +56,46 @@ def _phone_ok(text: str) -> bool:
 _CHECKS: dict[str, Callable[[str], bool]] = {"credit_card": _card_ok, "iban": iban_ok, "phone": _phone_ok}
 
 
+_SECRET_PREFIXES = ("sk-", "AKIA", "gh", "xox", "AIza", "eyJ", "-----BEGIN")
+# every card, phone, IBAN and IP address holds a run like this (IBAN "DE89 3704 0044", IP "10.1.2.3")
+_NUMERIC_RUN = re.compile(r"\d[\d .:()/+-]{5,}\d")
+
+
 class PiiDetector:
     """Finds (type, start, end) of the enabled kinds of personal data in a text."""
 
     def __init__(self, types: Iterable[str]) -> None:
         enabled = set(types)
         self.types = tuple(t for t in _PATTERNS if t in enabled)
-        self.regex = re.compile("|".join(f"(?P<{t}>{_PATTERNS[t]})" for t in self.types)) if self.types else None
+        self._regexes: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+    def _regex(self, types: tuple[str, ...]) -> re.Pattern[str]:
+        regex = self._regexes.get(types)
+        if regex is None:  # at most 8 combinations of gates, each compiled once
+            regex = self._regexes[types] = re.compile("|".join(f"(?P<{t}>{_PATTERNS[t]})" for t in types))
+        return regex
+
+    def _possible(self, text: str) -> tuple[str, ...]:
+        numeric: bool | None = None
+        possible = []
+        for kind in self.types:
+            if kind == "email":
+                ok = "@" in text
+            elif kind == "secret":
+                ok = any(prefix in text for prefix in _SECRET_PREFIXES)
+            else:
+                if numeric is None:
+                    numeric = _NUMERIC_RUN.search(text) is not None
+                ok = numeric or (kind == "ip" and text.count(":") >= 7)  # an IPv6 address of hex groups
+            if ok:
+                possible.append(kind)
+        return tuple(possible)
 
     def find(self, text: str) -> Iterator[tuple[str, int, int]]:
-        if self.regex is None:
+        possible = self._possible(text)
+        if not possible:
             return
-        for match in self.regex.finditer(text):
+        for match in self._regex(possible).finditer(text):
             kind = match.lastgroup or ""
             check = _CHECKS.get(kind)
             if check is None or check(match.group()):
