@@ -1,7 +1,7 @@
 """Router: strategies, retries with backoff, Retry-After, cooldown and recovery, fallbacks, stream failover.
 
-Unit tests use scripted adapters and an injected sleep / clock / rng, so nothing waits; the last tests stop one of
-two real upstreams on loopback and check every request still succeeds through the real gateway and openai SDK.
+Scripted adapters and an injected sleep / clock / rng, so nothing waits. The end-to-end counterpart (one of two real
+upstreams stopped, every request still served) is in tests/gateway/test_providers_e2e.py.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
-import openai
 import pytest
 
-from gateway.app import create_app
 from gateway.config import Deployment, ModelSettings, RouterSettings
 from gateway.errors import (
     ContextLengthExceeded,
@@ -28,9 +26,6 @@ from gateway.errors import (
 )
 from gateway.router import Router
 from gateway.types import Call, RequestContext
-from tests.conftest import make_settings
-from tests.support.server import running
-from tests.support.upstream import FakeUpstream
 
 
 class Scripted:
@@ -360,52 +355,6 @@ async def test_a_failure_after_the_first_chunk_ends_the_stream_and_counts_agains
     assert len(adapters["a"].calls) == 1  # no failover once a chunk went out
     health = router.health()[0]
     assert health["errors"] == 1 and health["in_flight"] == 0 and errors == [("a", "connect")]
-
-
-# end to end: two real upstreams, one stopped
-
-
-@pytest.fixture()
-def two_upstreams() -> Any:
-    first, second = FakeUpstream(), FakeUpstream()
-    with running(second.app) as second_url:
-        stopper = running(first.app)
-        first_url = stopper.__enter__()
-        yield first_url, second_url, stopper
-        stopper.__exit__(None, None, None)
-
-
-def test_stopping_one_of_two_deployments_keeps_every_request_succeeding(two_upstreams: Any) -> None:
-    first_url, second_url, stopper = two_upstreams
-    providers = {
-        "mock": {"type": "mock"},
-        "one": {"type": "openai", "base_url": f"{first_url}/v1", "api_key": "k", "timeout": {"connect": 1, "read": 5}},
-        "two": {"type": "openai", "base_url": f"{second_url}/v1", "api_key": "k", "timeout": {"connect": 1, "read": 5}},
-    }
-    models = {"mock": {"provider": "mock"}, "pair": {"deployments": [
-        {"provider": "one", "model": "echo", "weight": 1}, {"provider": "two", "model": "echo", "weight": 1}]}}
-    settings = make_settings(None, providers=providers, models=models,
-                             router={"retries": 2, "backoff_seconds": 0, "cooldown_failures": 2, "cooldown_seconds": 60})
-    with running(create_app(settings)) as url:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-        served: set[str] = set()
-        for _ in range(12):
-            raw = client.chat.completions.with_raw_response.create(model="pair", messages=[{"role": "user", "content": "hi"}])
-            served.add(raw.headers["x-gateway-deployment"])
-        assert served == {"one/echo", "two/echo"}  # both serve while both are up
-        stopper.__exit__(None, None, None)  # stop the first upstream: connections are refused from now on
-        served.clear()
-        for i in range(20):
-            messages = [{"role": "user", "content": f"hello {i}"}]
-            if i % 2:
-                text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
-                    model="pair", messages=messages, stream=True) if c.choices)
-            else:
-                raw = client.chat.completions.with_raw_response.create(model="pair", messages=messages)
-                served.add(raw.headers["x-gateway-deployment"])
-                text = raw.parse().choices[0].message.content
-            assert text == f"echo: hello {i}"
-        assert served == {"two/echo"}
 
 
 async def test_a_primed_stream_dropped_unread_releases_its_deployment() -> None:

@@ -26,6 +26,7 @@ API_KEY = "sk-ant-test"
 class FakeAnthropic:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.dropped = 0  # "slow" requests whose client closed the connection (a gateway that gave up must)
         self.app = Starlette(routes=[
             Route("/v1/messages", self.messages, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
@@ -42,7 +43,13 @@ class FakeAnthropic:
         if problem:
             return _error(400, "invalid_request_error", problem)
         model = body["model"]
-        failure = await _failure(model, bool(body.get("stream")), request)
+        if model == "slow":  # until the client gives up, so stopping the server never waits on it
+            for _ in range(300):
+                if await request.is_disconnected():
+                    self.dropped += 1
+                    break
+                await asyncio.sleep(0.05)
+        failure = _failure(model, bool(body.get("stream")))
         if failure is not None:
             return failure
         message = _answer(body)
@@ -81,7 +88,7 @@ def _invalid(body: dict[str, Any]) -> str | None:
     return None
 
 
-async def _failure(model: str, stream: bool, request: Request) -> Response | None:
+def _failure(model: str, stream: bool) -> Response | None:
     if model == "overloaded":
         return _error(529, "overloaded_error", "Overloaded")
     if model == "fail-500":
@@ -92,11 +99,6 @@ async def _failure(model: str, stream: bool, request: Request) -> Response | Non
         return Response(b'{"type": "error", "error": {"type": "api_error", "message": "quota gone"}}', media_type="application/json")
     if model == "malformed" and not stream:
         return Response(b'{"id": "msg_x", "content": [', media_type="application/json")
-    if model == "slow":  # until the client gives up, so stopping the server never waits on it
-        for _ in range(300):
-            if await request.is_disconnected():
-                break
-            await asyncio.sleep(0.1)
     return None
 
 

@@ -4,7 +4,7 @@ model "echo" (default): a chat completion whose content echoes the last user mes
 model "tools": asks for the tool it was offered; answers the tool result when it gets one.
 model "fail-500" / "fail-503" / "fail-429" / "fail-400" / "context": error statuses (429 with retry-after: 0).
 model "error-200": 200 with an error body.  "malformed": invalid JSON / a malformed SSE line.
-model "slow": waits 30s.  "reset": streams two chunks, then drops the connection.
+model "slow": waits 30s (less if the client leaves).  "reset": streams two chunks, then drops the connection.
 Every request's body and headers are kept in `requests` for assertions.
 """
 
@@ -36,7 +36,7 @@ class FakeUpstream:
         body = orjson.loads(await request.body())
         self.requests.append({"body": body, "headers": dict(request.headers), "path": request.url.path})
         model = body.get("model", "echo")
-        failure = await _failure(model)
+        failure = await _failure(model, request)
         if failure is not None:
             return failure
         if model == "malformed" and not body.get("stream"):
@@ -88,7 +88,7 @@ def _error(status: int, message: str, etype: str = "invalid_request_error", code
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-async def _failure(model: str) -> Response | None:
+async def _failure(model: str, request: Request | None = None) -> Response | None:
     if model == "fail-500":
         return _error(500, "upstream exploded", "server_error")
     if model == "fail-503":
@@ -101,8 +101,11 @@ async def _failure(model: str) -> Response | None:
         return _error(400, "This model's maximum context length is 10 tokens.", code="context_length_exceeded")
     if model == "error-200":
         return Response(b'{"error": {"message": "quota gone", "type": "server_error"}}', media_type="application/json")
-    if model == "slow":
-        await asyncio.sleep(30)
+    if model == "slow":  # 30s, or until the client gives up (so stopping the server never waits on it)
+        for _ in range(600):
+            if request is not None and await request.is_disconnected():
+                break
+            await asyncio.sleep(0.05)
     return None
 
 
