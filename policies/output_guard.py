@@ -6,12 +6,15 @@ A subclass gives `output_scan(ctx)`; blocked text is cut where the match starts 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.types import BasePolicy, Call, RequestContext
 from policies.text_filter import HoldBack, Scan, filter_whole
 from policies.text_parts import answer_text_field, choice_text, with_choice_text
+
+log = logging.getLogger("gateway.policy")
 
 
 @dataclass(slots=True)
@@ -60,7 +63,7 @@ class OutputGuard(BasePolicy):
             if released.blocked:
                 new["finish_reason"] = "content_filter"
             new_choices[i] = new
-            self._count(released.blocked)
+            self._count(released.blocked, ctx)
         return None if new_choices is None else {**response, "choices": new_choices}
 
     async def on_chunk(self, call: Call, chunk: dict[str, Any], ctx: RequestContext) -> list[dict[str, Any]] | None:
@@ -89,7 +92,7 @@ class OutputGuard(BasePolicy):
             if released.blocked:
                 new["finish_reason"] = "content_filter"
                 state.blocked = True
-                self._count(True)
+                self._count(True, ctx)
             new_choices.append(new)
         return [{**chunk, "choices": new_choices}] if changed else None
 
@@ -106,7 +109,7 @@ class OutputGuard(BasePolicy):
             choice = with_choice_text({"index": index, "finish_reason": None}, container, key, released.text)
             if released.blocked:
                 choice["finish_reason"] = "content_filter"
-                self._count(True)
+                self._count(True, ctx)
             out.append({**base, "choices": [choice]})
         return out
 
@@ -124,8 +127,12 @@ class OutputGuard(BasePolicy):
             state = ctx.state[self._state_key] = _StreamState(HoldBack(scan, self.window))
         return state or None
 
-    def _count(self, blocked: bool) -> None:
+    def _count(self, blocked: bool, ctx: RequestContext) -> None:
         if blocked:
             self.output_counters.outputs_blocked += 1
+            ctx.flags.append(f"{self.name}:output_cut")
+            # like denials: the request id and the guard, never the content
+            log.info("request %s: answer cut by %s", ctx.request_id, self.name,
+                     extra={"request_id": ctx.request_id, "policy": self.name})
         else:
             self.output_counters.outputs_rewritten += 1
