@@ -77,6 +77,17 @@ async def test_stream_relays_chunks_until_done(adapter: OpenAIAdapter, upstream:
     assert upstream.calls.last.request.headers["accept"] == "text/event-stream"
 
 
+async def test_include_usage_is_asked_upstream_and_the_usage_chunk_relayed(adapter: OpenAIAdapter,
+                                                                          upstream: respx.MockRouter) -> None:
+    usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-x", "choices": [],
+             "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
+    body = sse(chunk("Hi"), chunk("", "stop"), usage, b"[DONE]")
+    upstream.post("/chat/completions").respond(content=body, headers={"content-type": "text/event-stream"})
+    chunks = [c async for c in adapter.stream_chat(chat(stream=True, stream_options={"include_usage": True}))]
+    assert orjson.loads(upstream.calls.last.request.content)["stream_options"] == {"include_usage": True}
+    assert chunks[-1] == usage and [c["choices"][0]["delta"]["content"] for c in chunks[:-1]] == ["Hi", ""]
+
+
 async def test_sse_events_split_across_reads_and_crlf(adapter: OpenAIAdapter, upstream: respx.MockRouter) -> None:
     raw = sse(chunk("a"), chunk("b")).replace(b"\n", b"\r\n") + b": keep-alive\r\n\r\ndata: [DONE]\r\n\r\n"
     pieces = [raw[i:i + 7] for i in range(0, len(raw), 7)]

@@ -24,6 +24,7 @@ from tests.support.upstream import FakeUpstream
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                                           "required": ["city"]}}}]
+CLIENT_KEY = "sk-client-key-never-upstream"
 HAS_LOCAL = default_model_path() is not None and __import__("importlib").util.find_spec("llama_cpp") is not None
 
 
@@ -69,7 +70,7 @@ def _eventually(condition: Any, tries: int = 100) -> bool:
 
 @pytest.fixture()
 def client(gateway: tuple[str, Any]) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway[0]}/v1", api_key="any", max_retries=0)
+    return openai.OpenAI(base_url=f"{gateway[0]}/v1", api_key=CLIENT_KEY, max_retries=0)
 
 
 def weather_round_trip(client: openai.OpenAI, model: str) -> dict[str, Any]:
@@ -111,6 +112,17 @@ def test_one_script_every_backend(client: openai.OpenAI, model: str) -> None:
         assert result["streamed"] == "echo: Say hello."
         assert orjson.loads(result["call"].function.arguments) == {"city": "Paris"}
         assert result["final"] == "tool said: sunny"
+
+
+def test_each_upstream_gets_its_provider_key_and_never_the_clients(client: openai.OpenAI, upstream: FakeUpstream,
+                                                                    anthropic_upstream: FakeAnthropic) -> None:
+    for model in ("gpt", "claude"):
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "whose key?"}])
+    openai_headers, anthropic_headers = upstream.requests[-1]["headers"], anthropic_upstream.requests[-1]["headers"]
+    assert openai_headers["authorization"] == "Bearer sk-upstream"
+    assert anthropic_headers["x-api-key"] == API_KEY and "authorization" not in anthropic_headers
+    for headers in (openai_headers, anthropic_headers):
+        assert not any(CLIENT_KEY in value for value in headers.values())
 
 
 def test_models_lists_aliases_with_their_owner(client: openai.OpenAI) -> None:
