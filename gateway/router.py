@@ -222,7 +222,9 @@ class Router:
                 if self.on_upstream_error is not None:
                     self.on_upstream_error(exc.provider or dep.provider, exc.kind)
                 if not exc.retryable:
-                    self._succeeded(state, self._clock() - started)  # the deployment is fine; the request is not
+                    # the deployment is fine (it answered), the request is not: no failure counted, and no latency
+                    # sample either, since a quick 400 would make lowest_latency favour whoever rejects fastest
+                    state.failures = 0
                     raise
                 self._failed(state)
                 excluded.add(id(state))

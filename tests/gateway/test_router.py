@@ -190,6 +190,8 @@ async def test_a_client_error_is_not_retried() -> None:
     with pytest.raises(UpstreamStatusError) as info:
         await router.send(call(), ctx())
     assert info.value.status == 400 and len(adapters["a"].calls) == 1 and sleeps == []
+    health = router.health()[0]  # the deployment answered: healthy, but a quick 400 is no latency sample or "served"
+    assert health["healthy"] and health["errors"] == 0 and health["served"] == 0 and health["latency_ewma_seconds"] is None
 
 
 async def test_429_waits_at_least_retry_after() -> None:
