@@ -21,7 +21,9 @@ def encoding() -> tiktoken.Encoding:
     raise RuntimeError(f"no tiktoken encoding available ({', '.join(ENCODING_NAMES)})") from last_error
 
 
+@lru_cache(maxsize=8192)
 def count_text(text: str) -> int:
+    """Cached: system prompts and few-shot turns repeat across requests, and BPE costs ~50-150 us per KB here."""
     return len(encoding().encode(text, disallowed_special=()))
 
 
