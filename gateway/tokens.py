@@ -21,9 +21,18 @@ def encoding() -> tiktoken.Encoding:
     raise RuntimeError(f"no tiktoken encoding available ({', '.join(ENCODING_NAMES)})") from last_error
 
 
-@lru_cache(maxsize=8192)
+CACHED_TEXT_CHARS = 8192  # texts up to this size are cached: at most ~64 MB held by the cache
+
+
 def count_text(text: str) -> int:
-    """Cached: system prompts and few-shot turns repeat across requests, and BPE costs ~50-150 us per KB here."""
+    if len(text) <= CACHED_TEXT_CHARS:
+        return _count_cached(text)
+    return len(encoding().encode(text, disallowed_special=()))
+
+
+@lru_cache(maxsize=8192)
+def _count_cached(text: str) -> int:
+    """System prompts and few-shot turns repeat across requests, and BPE costs ~50-150 us per KB here."""
     return len(encoding().encode(text, disallowed_special=()))
 
 
