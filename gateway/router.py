@@ -303,7 +303,9 @@ class Router:
         if state.failures >= self.settings.cooldown_failures:
             state.cooldown_until = self._clock() + self.settings.cooldown_seconds
             state.cooldowns += 1
-            state.failures = 0
+            # back from a cooldown it is on probation: one more failure (before a success resets the count) cools
+            # it down again, rather than `cooldown_failures` more requests finding it still down
+            state.failures = self.settings.cooldown_failures - 1
 
     @staticmethod
     def _succeeded(state: DeploymentState, seconds: float) -> None:

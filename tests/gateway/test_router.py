@@ -273,6 +273,26 @@ async def test_repeated_failures_cool_a_deployment_down_and_it_recovers() -> Non
     assert {h["provider"]: h["healthy"] for h in router.health()} == {"a": True, "b": True}
 
 
+async def test_a_deployment_still_down_after_its_cooldown_cools_again_at_the_first_failure() -> None:
+    clock = Clock()
+    down = UpstreamUnavailable("refused", provider="a")
+    adapters = {"a": Scripted("a", {"m": [down]}), "b": Scripted("b")}  # a never recovers
+    router = make_router({"chat": alias("chat", ("a", "m", 100.0), ("b", "m", 0.01))}, adapters, [], clock,
+                         cooldown_failures=3, cooldown_seconds=30)
+    for _ in range(3):
+        assert (await router.send(call(), ctx()))["served_by"] == "b/m"
+    assert len(adapters["a"].calls) == 3 and router.health()[0]["cooldowns"] == 1
+    clock.now += 31  # the cooldown ends: a is tried once more, fails, and is out again at once
+    assert (await router.send(call(), ctx()))["served_by"] == "b/m"
+    assert len(adapters["a"].calls) == 4 and router.health()[0]["cooldowns"] == 2 and not router.health()[0]["healthy"]
+    adapters["a"].script = {"m": ["ok"]}  # it recovers: one success ends the probation
+    clock.now += 31
+    assert (await router.send(call(), ctx()))["served_by"] == "a/m"
+    adapters["a"].script = {"m": [down, "ok"]}
+    assert (await router.send(call(), ctx()))["served_by"] == "b/m"  # one failure is not a cooldown any more
+    assert router.health()[0]["healthy"] and router.health()[0]["cooldowns"] == 2
+
+
 async def test_when_every_deployment_cools_down_the_router_still_tries_one() -> None:
     clock = Clock()
     down = UpstreamUnavailable("refused", provider="a")
