@@ -143,7 +143,13 @@ def int_counters(source: Any) -> Iterable[tuple[str, int]]:
     else:
         names = list(getattr(source, "__slots__", ())) or list(getattr(source, "__dict__", {}))
         items = ((n, getattr(source, n, None)) for n in names)
-    return [(str(n), v) for n, v in items if isinstance(v, int) and not isinstance(v, bool)]
+    out: list[tuple[str, int]] = []
+    for n, v in items:
+        if isinstance(v, Mapping):  # e.g. redactions by PII type: a bounded set of names the policy defines
+            out.extend((f"{n}_{k}", c) for k, c in v.items() if isinstance(c, int) and not isinstance(c, bool))
+        elif isinstance(v, int) and not isinstance(v, bool):
+            out.append((str(n), v))
+    return out
 
 
 def render(metrics: GatewayMetrics) -> bytes:

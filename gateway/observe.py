@@ -254,8 +254,9 @@ class Observer:
             self._synced.push(("cooldowns", labels), row["cooldowns"], m.deployment_cooldowns.labels(*labels).inc)
         for policy in gateway.pipeline.policies:
             name = getattr(policy, "name", "") or type(policy).__name__
-            for event, value in int_counters(getattr(policy, "counters", None)):
-                self._synced.push(("policy", name, event), value, m.policy_events.labels(name, event).inc)
+            for source in (getattr(policy, "counters", None), getattr(policy, "output_counters", None)):
+                for event, value in int_counters(source):
+                    self._synced.push(("policy", name, event), value, m.policy_events.labels(name, event).inc)
 
     def sync(self) -> None:
         """Bring every synced metric up to date (before a scrape or a stats answer)."""

@@ -302,3 +302,17 @@ def test_an_upstream_failing_mid_stream_is_one_upstream_error_and_one_errored_re
     assert value(text, "gateway_upstream_errors_total", provider="up") == 1
     assert value(text, "gateway_requests_total", alias="reset", provider="up", outcome="error") == 1
     assert gateway.observer.stats()["totals"]["errors"] == 1  # the usage page counts it as failed despite its 200
+
+
+def test_guard_counters_reach_prometheus_flattened() -> None:
+    from dataclasses import dataclass, field
+
+    from gateway.metrics import int_counters
+
+    @dataclass
+    class Counters:
+        requests_blocked: int = 2
+        redacted: dict = field(default_factory=lambda: {"email": 3, "phone": 1})
+        enabled: bool = True
+
+    assert sorted(int_counters(Counters())) == [("redacted_email", 3), ("redacted_phone", 1), ("requests_blocked", 2)]
