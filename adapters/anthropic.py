@@ -68,7 +68,10 @@ class AnthropicAdapter:
             raise self._status_error(502, response.content, response.headers)  # a 200 carrying an error
         if not isinstance(data.get("content"), list):
             raise UpstreamMalformed(f"upstream {self.name!r} sent a message without content", provider=self.name, kind="malformed")
-        return to_chat_completion(data, request["model"])
+        try:
+            return to_chat_completion(data, request["model"])
+        except (AttributeError, TypeError, ValueError) as exc:  # valid JSON, wrong shape (a block that is not an object...)
+            raise self._malformed("message", exc) from None
 
     def stream_chat(self, call: Call) -> AsyncIterator[dict[str, Any]]:
         return self._stream(call)
@@ -138,7 +141,11 @@ class AnthropicAdapter:
                     )
                 if event.get("type") == "error":
                     raise self._stream_error(event)
-                for chunk in translator.feed(event):
+                try:
+                    chunks = translator.feed(event)
+                except (AttributeError, TypeError, ValueError) as exc:
+                    raise self._malformed(f"{event.get('type')!r} event", exc) from None
+                for chunk in chunks:
                     yield chunk
                 if translator.done:
                     return
@@ -166,6 +173,11 @@ class AnthropicAdapter:
         if upstream_type == "overloaded_error":  # a 200 or 5xx whose body says overloaded
             return self._status_error(529, content, headers)
         return error
+
+    def _malformed(self, what: str, exc: Exception) -> UpstreamMalformed:
+        return UpstreamMalformed(
+            f"upstream {self.name!r} sent a malformed {what}: {type(exc).__name__}: {exc}", provider=self.name, kind="malformed"
+        )
 
     def _stream_error(self, event: dict[str, Any]) -> UpstreamError:
         err = event.get("error") or {}

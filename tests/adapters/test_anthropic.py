@@ -222,6 +222,18 @@ async def test_malformed_sse_line(adapter: AnthropicAdapter, upstream: respx.Moc
         _ = [c async for c in adapter.stream_chat(chat_call(stream=True))]
 
 
+async def test_well_formed_json_of_the_wrong_shape_is_a_malformed_upstream(adapter: AnthropicAdapter,
+                                                                          upstream: respx.MockRouter) -> None:
+    upstream.post("/v1/messages").respond(json={**message(), "content": ["not a block"]})
+    with pytest.raises(UpstreamMalformed, match="malformed message") as info:
+        await adapter.chat(chat_call())
+    assert info.value.status == 502 and info.value.retryable
+    bad_delta = {"type": "content_block_delta", "index": 0, "delta": "text"}
+    upstream.post("/v1/messages").respond(content=sse(STREAM[0], bad_delta), headers={"content-type": "text/event-stream"})
+    with pytest.raises(UpstreamMalformed, match="'content_block_delta' event"):
+        [c async for c in adapter.stream_chat(chat_call(stream=True))]
+
+
 async def test_stream_cut_before_message_stop(adapter: AnthropicAdapter, upstream: respx.MockRouter) -> None:
     upstream.post("/v1/messages").respond(content=sse(*STREAM[:5]), headers={"content-type": "text/event-stream"})
     with pytest.raises(UpstreamError, match="before message_stop"):
