@@ -245,3 +245,21 @@ def test_stopping_one_of_two_deployments_keeps_every_request_succeeding(two_upst
                 text = raw.parse().choices[0].message.content
             assert text == f"echo: hello {i}"
         assert served == {"two/echo"}
+
+
+def test_the_fake_anthropic_speaks_the_real_wire_format(anthropic_upstream: FakeAnthropic) -> None:
+    """The official anthropic SDK parses the fake's answers and events, so the translation is tested against real shapes."""
+    import anthropic
+
+    sdk = anthropic.Anthropic(base_url=anthropic_upstream.url, api_key=API_KEY, max_retries=0)  # type: ignore[attr-defined]
+    tool = {"name": "get_weather", "description": "Weather", "input_schema": TOOLS[0]["function"]["parameters"]}
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    message = sdk.messages.create(model="claude-tools", max_tokens=50, messages=ask, tools=[tool])
+    assert message.stop_reason == "tool_use" and message.content[1].type == "tool_use"
+    assert message.content[1].input == {"city": "Paris"} and message.usage.input_tokens == 21
+    with sdk.messages.stream(model="claude-tools", max_tokens=50, messages=ask, tools=[tool]) as stream:
+        final = stream.get_final_message()
+    assert final.content[1].input == {"city": "Paris"} and final.stop_reason == "tool_use"
+    with pytest.raises(anthropic.InternalServerError) as info:
+        sdk.messages.create(model="overloaded", max_tokens=5, messages=ask)
+    assert info.value.status_code == 529 and info.value.body["error"]["type"] == "overloaded_error"

@@ -33,7 +33,8 @@ class FakeAnthropic:
         ])
 
     async def messages(self, request: Request) -> Response:
-        if request.headers.get("x-api-key") != API_KEY:
+        # the API takes x-api-key (what the gateway sends); the anthropic SDK 2.x sends the same key as a Bearer token
+        if API_KEY not in (request.headers.get("x-api-key"), request.headers.get("authorization", "").removeprefix("Bearer ")):
             return _error(401, "authentication_error", "invalid x-api-key")
         if not request.headers.get("anthropic-version"):
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
