@@ -15,18 +15,17 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import orjson
 
 from gateway.errors import ServiceUnavailable
+from gateway.sqlite import connect_sqlite
 from gateway.types import KeyInfo
 
 log = logging.getLogger("gateway.policy")
 KEY_PREFIX = "sk-gw-"
-BUSY_TIMEOUT_SECONDS = 30.0
 
 _SCHEMA = (
     """
@@ -116,18 +115,7 @@ class KeyStore:
             return self._db
         async with self._opening:
             if self._db is None:
-                if self.location != ":memory:":
-                    Path(self.location).parent.mkdir(parents=True, exist_ok=True)
-                db = await aiosqlite.connect(self.location, timeout=BUSY_TIMEOUT_SECONDS)
-                try:
-                    await db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-                    await db.execute("PRAGMA journal_mode = WAL")
-                    for statement in _SCHEMA:
-                        await db.execute(statement)
-                    await db.commit()
-                except BaseException:
-                    await db.close()
-                    raise
+                db = await connect_sqlite(self.location, _SCHEMA)
                 self._db = db
         return self._db
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
 
 import aiosqlite
 import orjson
 
+from gateway.sqlite import connect_sqlite
 from recordings.model import CorruptRecording, Recording
 
 log = logging.getLogger("gateway.recordings")
-BUSY_TIMEOUT_SECONDS = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS recordings (
@@ -44,18 +43,7 @@ class SQLiteStore:
             return self._db
         async with self._opening:
             if self._db is None:
-                if self.location != ":memory:":
-                    Path(self.location).parent.mkdir(parents=True, exist_ok=True)
-                db = await aiosqlite.connect(self.location, timeout=BUSY_TIMEOUT_SECONDS)
-                try:
-                    await db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-                    await db.execute("PRAGMA journal_mode = WAL")
-                    await db.execute("PRAGMA synchronous = NORMAL")
-                    await db.execute(_SCHEMA)
-                    await db.commit()
-                except BaseException:
-                    await db.close()
-                    raise
+                db = await connect_sqlite(self.location, (_SCHEMA,))
                 self._db = db
         return self._db
 
