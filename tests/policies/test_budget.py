@@ -53,6 +53,7 @@ async def test_spend_is_batched_and_written_per_key_and_alias(store: KeyStore) -
     assert rows[("key_1", "mock")] == UsageRow("key_1", "mock", 3, 21, 11, 0.5)
     assert rows[("key_1", "gpt")] == UsageRow("key_1", "gpt", 1, 10, 5, 0.25)
     assert policy.counters["flushes"] == 1
+    await policy.aclose()  # stop the flush timer before the loop closes
 
 
 async def test_a_request_is_recorded_once(store: KeyStore) -> None:
@@ -62,6 +63,7 @@ async def test_a_request_is_recorded_once(store: KeyStore) -> None:
     await policy.end_stream(call(), ctx)
     await policy.flush()
     assert [u.requests for u in await store.usage()] == [1]
+    await policy.aclose()
 
 
 async def test_requests_without_a_key_are_not_recorded(store: KeyStore) -> None:
