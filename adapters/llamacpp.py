@@ -8,7 +8,9 @@ thread, and a cancelled request (client gone) stops generation at the next token
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -103,6 +105,10 @@ class LlamaCppAdapter:
                 self._embedder = await asyncio.to_thread(self._load_llama, True)
             result = await self._in_thread(lambda cancel: self._embedder.create_embedding(inputs))
         result["model"] = call.model or call.alias
+        if call.body.get("encoding_format") == "base64":  # the openai SDK asks for base64 by default: little-endian float32
+            for item in result["data"]:
+                vector = item["embedding"]
+                item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         return result
 
     async def list_models(self) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -147,6 +149,19 @@ async def test_embeddings_one_vector_per_input() -> None:
     assert [d.index for d in result.data] == [0, 1]
     assert len(result.data[0].embedding) == len(result.data[1].embedding) > 100
     assert result.data[0].embedding != result.data[1].embedding
+
+
+async def test_embeddings_in_base64_decode_to_the_float_vectors() -> None:
+    adapter = LlamaCppAdapter(ProviderSettings(name="local", type="llamacpp"))
+    body = {"model": "local", "input": "a cat"}
+    try:
+        floats = await adapter.embed(Call(kind="embedding", alias="local", body=body))
+        packed = await adapter.embed(Call(kind="embedding", alias="local", body={**body, "encoding_format": "base64"}))
+    finally:
+        await adapter.aclose()
+    vector = floats["data"][0]["embedding"]
+    decoded = struct.unpack(f"<{len(vector)}f", base64.b64decode(packed["data"][0]["embedding"]))
+    assert decoded == pytest.approx(vector, rel=1e-6)
 
 
 def test_base_models_get_a_plain_role_transcript() -> None:
