@@ -1,0 +1,106 @@
+"""Tables from a run's results: a side-by-side summary and a per-concurrency detail, as text or Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.verdict import verdicts
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def _k(rps: float) -> str:
+    return f"{rps / 1000:.2f}k" if rps >= 1000 else f"{rps:.0f}"
+
+
+def summary_table(results: dict[str, Any]) -> Table:
+    conns = results["connections"]
+    header = ["target", *(f"req/s c={c}" for c in conns), "p50 c=1 ms", "added p50 c=1 ms", "peak RSS MB", "note"]
+    rows = []
+    direct = results["targets"].get("direct", {}).get("load", {})
+    for key, entry in results["targets"].items():
+        load = entry.get("load", {})
+        if entry.get("skipped") or not load:
+            rows.append([entry["label"], *("-" for _ in conns), "-", "-", "-",
+                         entry.get("skipped") or entry.get("error", "")])
+            continue
+        first = load.get(str(conns[0]), {})
+        base = direct.get(str(conns[0]))
+        added = f"{first['p50_ms'] - base['p50_ms']:+.3f}" if base and first and key != "direct" else "-"
+        errors = sum(row["errors"] for row in load.values())
+        note = f"{errors} errors" if errors else entry.get("error", "")
+        rows.append([entry["label"], *(_k(load[str(c)]["rps"]) if str(c) in load else "-" for c in conns),
+                     f"{first.get('p50_ms', 0):.3f}", added,
+                     f"{max(row['peak_rss_mb'] for row in load.values()):.0f}", note])
+    return header, rows
+
+
+def detail_table(results: dict[str, Any]) -> Table:
+    header = ["target", "conns", "req/s", "p50 ms", "p99 ms", "added p50 ms", "peak RSS MB", "errors"]
+    rows = []
+    direct = results["targets"].get("direct", {}).get("load", {})
+    for key, entry in results["targets"].items():
+        for c, row in entry.get("load", {}).items():
+            base = direct.get(c)
+            added = f"{row['p50_ms'] - base['p50_ms']:+.3f}" if base and key != "direct" else "-"
+            rows.append([entry["label"], c, f"{row['rps']:.0f}", f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}", added,
+                         f"{row['peak_rss_mb']:.0f}", str(row["errors"])])
+    return header, rows
+
+
+def stream_table(results: dict[str, Any]) -> Table:
+    header = ["target", "TTFB ms", "200-chunk stream ms", "chunks/s (1 stream)", "chunks/s (8 streams)"]
+    rows = []
+    for entry in results["targets"].values():
+        s = entry.get("stream")
+        if s:
+            rows.append([entry["label"], f"{s['ttfb_ms']:.2f}", f"{s['stream_ms']:.2f}", f"{s['chunks_per_s']:.0f}",
+                         f"{s['chunks_per_s_8_streams']:.0f}"])
+    return header, rows
+
+
+def verdict_table(results: dict[str, Any]) -> Table:
+    return ["target", "wanted", "measured", "status"], [[v.target, v.wanted, v.measured, v.status]
+                                                        for v in verdicts(results)]
+
+
+def text(table: Table) -> str:
+    header, rows = table
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    # the last column (notes) is left ragged so a long skip reason does not widen every line
+    widths[-1] = len(header[-1])
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def markdown(table: Table) -> str:
+    header, rows = table
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def full_report(results: dict[str, Any], render=text) -> str:
+    m = results["machine"]
+    parts = [
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}",
+        f"load: {results['loadgen']}, {results['seconds']:g}s per point; upstream: {results['upstream']}",
+        "", render(summary_table(results)), "", render(detail_table(results)),
+    ]
+    streams = stream_table(results)
+    if streams[1]:
+        parts += ["", render(streams)]
+    opened = results["targets"].get("gateway-off", {}).get("open_streams")
+    if opened:
+        parts += ["", (f"open streams (gateway, policies off): {opened['opened']}/{opened['streams']} open, "
+                       f"RSS {opened['idle_rss_mb']:.1f} MB idle -> {opened['rss_mb']:.1f} MB, "
+                       f"{opened['failed']} failed")]
+    leak = results.get("leak")
+    if leak:
+        series = ", ".join(f"{n // 1000}k: {rss:.1f}" for n, rss in leak["samples"][:: max(1, len(leak['samples']) // 10)])
+        parts += ["", (f"leak check ({leak['target']}): {leak['requests']} requests, RSS MB {series}; "
+                       f"growth {leak['growth_mb']:+.1f} MB after warm-up")]
+    parts += ["", render(verdict_table(results))]
+    return "\n".join(parts)

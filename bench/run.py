@@ -1,0 +1,169 @@
+"""One benchmark run: start the upstreams, then each target in turn (alone, so none steals the other's CPU)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import nginx
+from bench.load import LoadGenerator
+from bench.payloads import REQUEST_BODY
+from bench.procs import PeakRss, Service, free_port
+from bench.streams import open_streams, stream_figures
+from bench.targets import TARGETS, Env, Running, Skipped, Target, post
+
+MB = 2**20
+
+
+@dataclass
+class Options:
+    seconds: float = 5.0
+    connections: tuple[int, ...] = (1, 8, 64)
+    targets: tuple[str, ...] = tuple(t.key for t in TARGETS)
+    use_wrk: bool = True
+    use_nginx: bool = True
+    streams: bool = True
+    stream_runs: int = 30
+    open_streams: int = 1000
+    leak_requests: int = 0  # 0: no leak check
+    warmup_seconds: float = 1.0
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_benchmark(options: Options) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        workdir = Path(tmp)
+        loadgen = LoadGenerator(workdir, prefer_wrk=options.use_wrk)
+        use_nginx = options.use_nginx and nginx.nginx_binary() is not None
+        slow = _python_upstream(workdir)
+        upstream = _nginx_upstream(workdir) if use_nginx else slow
+        env = Env(workdir, upstream, slow, use_nginx)
+        results: dict[str, Any] = {
+            "machine": machine(),
+            "loadgen": loadgen.name,
+            "upstream": "nginx (return 200, 1 worker)" if use_nginx else "python (bench/upstream_app.py)",
+            "seconds": options.seconds,
+            "connections": list(options.connections),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "targets": {},
+            "leak": None,
+        }
+        try:
+            for target in TARGETS:
+                if target.key in options.targets:
+                    results["targets"][target.key] = _measure(target, env, loadgen, options, results)
+        finally:
+            if upstream is not slow:
+                upstream.stop()
+            slow.stop()
+        return results
+
+
+def _python_upstream(workdir: Path) -> Service:
+    port = free_port()
+    service = Service("python-upstream", [sys.executable, "-m", "bench.upstream_app", str(port)], port=port,
+                      log=workdir / "python-upstream.log")
+    service.wait_ready(30)
+    return service
+
+
+def _nginx_upstream(workdir: Path) -> Service:
+    prefix = workdir / "nginx-upstream"
+    port = free_port()
+    config = nginx.write_config(prefix, nginx.upstream_config(prefix, port))
+    service = Service("nginx-upstream", nginx.argv(prefix, config), port=port, log=prefix / "stdout.log")
+    service.wait_ready(15)
+    return service
+
+
+def _measure(target: Target, env: Env, loadgen: LoadGenerator, options: Options, results: dict) -> dict[str, Any]:
+    entry: dict[str, Any] = {"label": target.label, "skipped": None, "load": {}}
+    log(f"== {target.label}")
+    try:
+        running = target.start(env)
+    except Skipped as exc:
+        entry["skipped"] = str(exc)
+        log(f"   skipped: {exc}")
+        return entry
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        entry["skipped"] = f"failed to start: {exc}"[:500]
+        log(f"   {entry['skipped']}")
+        return entry
+    try:
+        post(running.url, REQUEST_BODY, running.headers)  # answers 200 with a body, or the target is not measured
+        loadgen.run(running.url, REQUEST_BODY, 8, options.warmup_seconds, running.headers)
+        entry["idle_rss_mb"] = running.service.rss_bytes() / MB
+        for connections in options.connections:
+            with PeakRss(running.service) as peak:
+                result = loadgen.run(running.url, REQUEST_BODY, connections, options.seconds, running.headers)
+            entry["load"][str(connections)] = {**asdict(result), "peak_rss_mb": peak.bytes / MB}
+            log(f"   c={connections:<3} {result.rps:9.0f} req/s  p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f} ms"
+                f"  rss {peak.bytes / MB:6.1f} MB  errors {result.errors}")
+        if options.streams and running.stream is not None:
+            entry["stream"] = stream_figures(running.service.url, running.stream, running.headers, options.stream_runs)
+            log(f"   stream: ttfb {entry['stream']['ttfb_ms']:.2f} ms, {entry['stream']['chunks_per_s']:.0f} chunks/s")
+        if options.streams and options.open_streams and running.slow_stream is not None and target.key == "gateway-off":
+            entry["open_streams"] = open_streams(running.service.url, running.slow_stream, running.headers,
+                                                 running.service, options.open_streams)
+            log(f"   {entry['open_streams']['opened']} open streams: rss {entry['open_streams']['rss_mb']:.1f} MB")
+        if options.leak_requests and target.key == _leak_target(options):
+            results["leak"] = _leak_check(target, running, loadgen, options.leak_requests)
+    except Exception as exc:  # noqa: BLE001 - one broken target must not lose the others' figures
+        entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        log(f"   error: {entry['error']}\n   log: {running.service.log_tail(800)}")
+    finally:
+        if running.owned:
+            running.service.stop()
+    return entry
+
+
+def _leak_target(options: Options) -> str:
+    return "gateway-policies" if "gateway-policies" in options.targets else "gateway-off"
+
+
+def _leak_check(target: Target, running: Running, loadgen: LoadGenerator, total: int) -> dict[str, Any]:
+    """RSS sampled between slices of load at 8 connections until `total` requests were served."""
+    samples = [(0, running.service.rss_bytes() / MB)]
+    served = errors = 0
+    while served < total:
+        result = loadgen.run(running.url, REQUEST_BODY, 8, 2, running.headers)
+        served += result.requests
+        errors += result.errors
+        samples.append((served, running.service.rss_bytes() / MB))
+    # the first slices fill pools and caches; growth is judged from the first sample past 10% of the requests
+    base = next(rss for n, rss in samples if n >= total * 0.1)
+    log(f"   leak check: {served} requests, rss {base:.1f} -> {samples[-1][1]:.1f} MB")
+    return {"target": target.key, "requests": served, "errors": errors, "samples": samples,
+            "baseline_rss_mb": base, "final_rss_mb": samples[-1][1], "growth_mb": samples[-1][1] - base}
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory_kb = 0
+    try:
+        memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    versions = {}
+    for tool, args in (("nginx", ["-v"]), ("wrk", ["-v"])):
+        if shutil.which(tool) or (tool == "nginx" and nginx.nginx_binary()):
+            done = subprocess.run([shutil.which(tool) or nginx.nginx_binary(), *args], capture_output=True, text=True, check=False)
+            versions[tool] = (done.stdout + done.stderr).strip().splitlines()[0]
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory_kb / 2**20, 1),
+            "kernel": platform.release(), "python": platform.python_version(), **versions}
