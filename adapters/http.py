@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import orjson
 
+from adapters.aiohttp_client import AiohttpClient
 from gateway.errors import (
     UpstreamError,
     UpstreamMalformed,
@@ -16,11 +17,6 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-
-try:  # aiohttp's pool is several times faster than httpx's own under concurrency (see BENCHMARKS.md)
-    from httpx_aiohttp import AiohttpTransport
-except ImportError:  # pragma: no cover - httpx-aiohttp is a declared dependency
-    AiohttpTransport = None  # type: ignore[assignment,misc]
 
 
 def make_client(
@@ -31,11 +27,15 @@ def make_client(
     read: float,
     max_connections: int,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> httpx.AsyncClient:
-    """One client per provider, created at startup; `transport` lets tests plug in respx."""
+) -> httpx.AsyncClient | AiohttpClient:
+    """One client per provider, created at startup; `transport` lets tests plug in respx.
+
+    Without one, aiohttp's pool is used directly: httpx's own pool is several times slower under concurrency, and
+    httpx.AsyncClient over aiohttp still cost ~300 us a request (BENCHMARKS.md).
+    """
+    if transport is None:
+        return AiohttpClient(base_url, headers=headers, connect=connect, read=read, max_connections=max_connections)
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    if transport is None and AiohttpTransport is not None:
-        transport = AiohttpTransport(limits=limits, trust_env=False)
     return httpx.AsyncClient(
         base_url=base_url,
         headers=headers,
