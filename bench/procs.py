@@ -62,6 +62,17 @@ class Service:
     def rss_bytes(self) -> int:
         return tree_rss(self.proc.pid)
 
+    def native_modules(self) -> list[str]:
+        """Which of uvloop and httptools the tree has loaded: proof the server runs on them, not the fallbacks."""
+        found: set[str] = set()
+        for pid in tree_pids(self.proc.pid):
+            try:
+                maps = Path(f"/proc/{pid}/maps").read_text()
+            except OSError:
+                continue
+            found.update(name for name in ("uvloop", "httptools") if f"/{name}/" in maps)
+        return sorted(found)
+
     def log_tail(self, chars: int = 1500) -> str:
         try:
             return self.log.read_text(errors="replace")[-chars:]

@@ -59,6 +59,13 @@ def stream_table(results: dict[str, Any]) -> Table:
     return header, rows
 
 
+def workers_scaling(results: dict[str, Any]) -> list[tuple[int, float]]:
+    one = results["targets"].get("gateway-off", {}).get("load", {})
+    two = results["targets"].get("gateway-workers2", {}).get("load", {})
+    return [(c, two[str(c)]["rps"] / one[str(c)]["rps"]) for c in results["connections"]
+            if str(c) in one and str(c) in two and one[str(c)]["rps"]]
+
+
 def verdict_table(results: dict[str, Any]) -> Table:
     return ["target", "wanted", "measured", "status"], [[v.target, v.wanted, v.measured, v.status]
                                                         for v in verdicts(results)]
@@ -97,6 +104,13 @@ def full_report(results: dict[str, Any], render=text) -> str:
         parts += ["", (f"open streams (gateway, policies off): {opened['opened']}/{opened['streams']} open, "
                        f"RSS {opened['idle_rss_mb']:.1f} MB idle -> {opened['rss_mb']:.1f} MB, "
                        f"{opened['failed']} failed")]
+    native = [f"{e['label']}: {', '.join(e['native']) or 'neither'}" for e in results["targets"].values()
+              if e.get("native") is not None and "gateway" in e["label"]]
+    if native:
+        parts += ["", "uvloop/httptools loaded: " + "; ".join(native)]
+    scaling = workers_scaling(results)
+    if scaling:
+        parts += ["", "gateway --workers 2 over one worker: " + ", ".join(f"{r:.2f}x at c={c}" for c, r in scaling)]
     leak = results.get("leak")
     if leak:
         series = ", ".join(f"{n // 1000}k: {rss:.1f}" for n, rss in leak["samples"][:: max(1, len(leak['samples']) // 10)])

@@ -104,6 +104,7 @@ def _measure(target: Target, env: Env, loadgen: LoadGenerator, options: Options,
         post(running.url, REQUEST_BODY, running.headers)  # answers 200 with a body, or the target is not measured
         loadgen.run(running.url, REQUEST_BODY, 8, options.warmup_seconds, running.headers)
         entry["idle_rss_mb"] = running.service.rss_bytes() / MB
+        entry["native"] = running.service.native_modules()
         for connections in options.connections:
             with PeakRss(running.service) as peak:
                 result = loadgen.run(running.url, REQUEST_BODY, connections, options.seconds, running.headers)

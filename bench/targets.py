@@ -123,6 +123,11 @@ def _gateway_off(env: Env) -> Running:
     return _gateway_running(service)
 
 
+def _gateway_quiet(env: Env) -> Running:
+    service, _ = _serve(env, "gateway-quiet", gateway_configs.QUIET)
+    return _gateway_running(service)
+
+
 def _gateway_policies(env: Env) -> Running:
     directory = env.dir("gateway-policies")
     port = free_port()
@@ -198,6 +203,7 @@ TARGETS = [
     Target("nginx-proxy", "nginx as proxy", _nginx_proxy),
     Target("minimal", "minimal Starlette+aiohttp proxy", _minimal),
     Target("gateway-off", "gateway, policies off", _gateway_off),
+    Target("gateway-quiet", "gateway, policies+metrics+log off", _gateway_quiet),
     Target("gateway-policies", "gateway, auth+rate limit+PII", _gateway_policies),
     Target("gateway-replay", "gateway, replay hits", _gateway_replay),
     Target("gateway-workers2", "gateway --workers 2", _gateway_workers2),
