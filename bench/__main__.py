@@ -26,6 +26,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     keys = [t.key for t in TARGETS]
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="load duration per target and concurrency")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="load rounds over all targets (started together, loaded one at a time); medians reported")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load at 8 connections before measuring")
     parser.add_argument("--connections", default="1,8,64", help="comma-separated concurrencies")
     parser.add_argument("--targets", default=",".join(keys), help=f"comma-separated subset of: {', '.join(keys)}")
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         open_streams=args.open_streams,
         leak_requests=args.leak,
         warmup_seconds=args.warmup,
+        rounds=args.rounds,
     )
     results = run_benchmark(options)
     results["command"] = "python -m bench " + shlex.join(argv)

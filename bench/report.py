@@ -93,7 +93,8 @@ def full_report(results: dict[str, Any], render=text) -> str:
     m = results["machine"]
     parts = [
         f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}",
-        f"load: {results['loadgen']}, {results['seconds']:g}s per point; upstream: {results['upstream']}",
+        (f"load: {results['loadgen']}, {results['seconds']:g}s per point, median of {results.get('rounds', 1)} "
+         f"round(s); upstream: {results['upstream']}"),
         "", render(summary_table(results)), "", render(detail_table(results)),
     ]
     streams = stream_table(results)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,7 @@ class Options:
     stream_runs: int = 30
     open_streams: int = 1000
     leak_requests: int = 0  # 0: no leak check
+    rounds: int = 1  # load rounds over all targets; each figure is the median over them
     warmup_seconds: float = 1.0
 
 
@@ -54,16 +56,33 @@ def run_benchmark(options: Options) -> dict[str, Any]:
             "loadgen": loadgen.name,
             "upstream": "nginx (return 200, 1 worker)" if use_nginx else "python (bench/upstream_app.py)",
             "seconds": options.seconds,
+            "rounds": options.rounds,
             "connections": list(options.connections),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "targets": {},
             "leak": None,
         }
+        started: list[tuple[Target, dict[str, Any], Running]] = []
         try:
             for target in TARGETS:
                 if target.key in options.targets:
-                    results["targets"][target.key] = _measure(target, env, loadgen, options, results)
+                    entry, running = _start(target, env, loadgen, options)
+                    results["targets"][target.key] = entry
+                    if running is not None:
+                        started.append((target, entry, running))
+            # rounds over every target in turn, so drift on the machine (other work, thermal) hits them all alike
+            for round_number in range(options.rounds):
+                for target, entry, running in started:
+                    if "error" not in entry:
+                        _load_round(target, entry, running, loadgen, options, round_number)
+            for target, entry, running in started:
+                _summarize(entry)
+                if "error" not in entry:
+                    _extras(target, entry, running, loadgen, options, results)
         finally:
+            for _, _, running in started:
+                if running.owned:
+                    running.service.stop()
             if upstream is not slow:
                 upstream.stop()
             slow.stop()
@@ -87,46 +106,78 @@ def _nginx_upstream(workdir: Path) -> Service:
     return service
 
 
-def _measure(target: Target, env: Env, loadgen: LoadGenerator, options: Options, results: dict) -> dict[str, Any]:
-    entry: dict[str, Any] = {"label": target.label, "skipped": None, "load": {}}
-    log(f"== {target.label}")
+def _start(target: Target, env: Env, loadgen: LoadGenerator, options: Options
+           ) -> tuple[dict[str, Any], Running | None]:
+    entry: dict[str, Any] = {"label": target.label, "skipped": None, "load": {}, "rounds": {}}
+    log(f"== starting {target.label}")
     try:
         running = target.start(env)
     except Skipped as exc:
         entry["skipped"] = str(exc)
         log(f"   skipped: {exc}")
-        return entry
+        return entry, None
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         entry["skipped"] = f"failed to start: {exc}"[:500]
         log(f"   {entry['skipped']}")
-        return entry
+        return entry, None
     try:
         post(running.url, REQUEST_BODY, running.headers)  # answers 200 with a body, or the target is not measured
         loadgen.run(running.url, REQUEST_BODY, 8, options.warmup_seconds, running.headers)
         entry["idle_rss_mb"] = running.service.rss_bytes() / MB
         entry["native"] = running.service.native_modules()
+    except Exception as exc:  # noqa: BLE001 - one broken target must not lose the others' figures
+        _failed(entry, running, exc)
+    return entry, running
+
+
+def _load_round(target: Target, entry: dict[str, Any], running: Running, loadgen: LoadGenerator, options: Options,
+                round_number: int) -> None:
+    log(f"== {target.label}, round {round_number + 1}/{options.rounds}")
+    try:
         for connections in options.connections:
             with PeakRss(running.service) as peak:
                 result = loadgen.run(running.url, REQUEST_BODY, connections, options.seconds, running.headers)
-            entry["load"][str(connections)] = {**asdict(result), "peak_rss_mb": peak.bytes / MB}
+            entry["rounds"].setdefault(str(connections), []).append({**asdict(result), "peak_rss_mb": peak.bytes / MB})
             log(f"   c={connections:<3} {result.rps:9.0f} req/s  p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f} ms"
                 f"  rss {peak.bytes / MB:6.1f} MB  errors {result.errors}")
+    except Exception as exc:  # noqa: BLE001
+        _failed(entry, running, exc)
+
+
+def _summarize(entry: dict[str, Any]) -> None:
+    """Each figure's median over the rounds; errors summed, peak RSS the highest seen."""
+    for connections, rows in entry["rounds"].items():
+        entry["load"][connections] = {
+            "requests": sum(r["requests"] for r in rows),
+            "rps": statistics.median(r["rps"] for r in rows),
+            "p50_ms": statistics.median(r["p50_ms"] for r in rows),
+            "p99_ms": statistics.median(r["p99_ms"] for r in rows),
+            "errors": sum(r["errors"] for r in rows),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
+        }
+
+
+def _extras(target: Target, entry: dict[str, Any], running: Running, loadgen: LoadGenerator, options: Options,
+            results: dict[str, Any]) -> None:
+    """Streams, open streams and the leak check, after the rounds."""
+    try:
         if options.streams and running.stream is not None:
             entry["stream"] = stream_figures(running.service.url, running.stream, running.headers, options.stream_runs)
-            log(f"   stream: ttfb {entry['stream']['ttfb_ms']:.2f} ms, {entry['stream']['chunks_per_s']:.0f} chunks/s")
+            log(f"== {target.label}: stream ttfb {entry['stream']['ttfb_ms']:.2f} ms, "
+                f"{entry['stream']['chunks_per_s']:.0f} chunks/s")
         if options.streams and options.open_streams and running.slow_stream is not None and target.key == "gateway-off":
             entry["open_streams"] = open_streams(running.service.url, running.slow_stream, running.headers,
                                                  running.service, options.open_streams)
             log(f"   {entry['open_streams']['opened']} open streams: rss {entry['open_streams']['rss_mb']:.1f} MB")
         if options.leak_requests and target.key == _leak_target(options):
             results["leak"] = _leak_check(target, running, loadgen, options.leak_requests)
-    except Exception as exc:  # noqa: BLE001 - one broken target must not lose the others' figures
-        entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
-        log(f"   error: {entry['error']}\n   log: {running.service.log_tail(800)}")
-    finally:
-        if running.owned:
-            running.service.stop()
-    return entry
+    except Exception as exc:  # noqa: BLE001
+        _failed(entry, running, exc)
+
+
+def _failed(entry: dict[str, Any], running: Running, exc: Exception) -> None:
+    entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
+    log(f"   error: {entry['error']}\n   log: {running.service.log_tail(800)}")
 
 
 def _leak_target(options: Options) -> str:
