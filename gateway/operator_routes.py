@@ -40,7 +40,7 @@ def operator_routes(gateway: Gateway) -> list[Route]:
     assets = {name: (_asset(name), media) for name, media in UI_ASSETS.items()}
 
     async def admit(request: Request, required: bool = True) -> str:
-        ctx = gateway._context(request)
+        ctx = gateway._context(request.scope)
         if required:
             ctx.state["admin"] = True
             await gateway.pipeline.admit(ctx)

@@ -10,7 +10,7 @@ import random
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import Deployment, ModelSettings, RouterSettings
@@ -201,7 +201,7 @@ class Router:
                 )
                 excluded.add(id(state))
                 continue
-            c = replace(call, alias=alias, model=dep.model, provider=dep.provider)
+            c = call.routed(alias, dep.model, dep.provider)
             started = self._clock()
             state.in_flight += 1
             try:

@@ -38,6 +38,10 @@ class Call:
     def endpoint(self) -> str:
         return ENDPOINTS[self.kind]
 
+    def routed(self, alias: str, model: str, provider: str) -> Call:
+        """This call as sent to one deployment (dataclasses.replace did the same at 6x the cost, per request)."""
+        return Call(self.kind, alias, self.body, self.stream, model, provider, self.request_id)
+
     def upstream_body(self) -> dict[str, Any]:
         """The body with the upstream model name substituted (a shallow copy: the client's body is kept)."""
         body = dict(self.body)
