@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import os
@@ -328,10 +329,14 @@ def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = Non
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway.drain.listen_for_signals()
         await asyncio.to_thread(encoding)  # load tiktoken's table now, not on the first request
+        # what startup built (settings, tiktoken, metrics, adapters) lives as long as the server: out of the
+        # collector's sight, so full collections under load stop walking it (~6% of instructions at 64 connections)
+        gc.freeze()
         try:
             yield
         finally:
             await gateway.aclose()
+            gc.unfreeze()  # an app stopped inside a longer-lived process (tests, the pytest plugin) can be collected
 
     model_endpoints = {path: ModelEndpoint(gateway, kind) for path, kind in MODEL_ENDPOINTS.items()}
     routes = [

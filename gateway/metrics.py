@@ -2,8 +2,8 @@
 
 Counts the gateway itself makes (requests, latencies, tokens, spend, upstream errors, denials) are incremented
 where they happen. Counts other parts keep as plain ints (the recorder's hits/misses/records/store errors, a
-policy's own counters, the router's deployment health) are *synced* into real metrics by delta: on every request
-for the recorder, at most once a second otherwise, and at every scrape. Syncing (rather than a read-at-scrape custom
+policy's own counters, the router's deployment health) are *synced* into real metrics by delta: at most once a
+second while requests come, and at every scrape. Syncing (rather than a read-at-scrape custom
 collector) is what makes `gateway serve --workers N` sum them across workers: in prometheus-client's multiprocess
 mode only real metrics reach the shared files a scrape aggregates.
 """
@@ -11,6 +11,7 @@ mode only real metrics reach the shared files a scrape aggregates.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -115,6 +116,62 @@ class GatewayMetrics:
             "gateway_deployment_in_flight", "Upstream calls in flight per deployment.",
             labels, registry=r, multiprocess_mode="livesum",
         )
+
+
+class MetricBatch:
+    """Increments and observations held as plain Python, added to their prometheus-client children in one go.
+
+    A live Histogram.observe takes a lock per value and walks the buckets (~1.2 us); a Counter.inc ~0.5 us; six of
+    them per request were a tenth of the gateway's own time. Here a request appends to lists, and flush() (at most
+    once a second, and before every scrape) bisects each list into bucket counts and adds each count once.
+    """
+
+    __slots__ = ("_counts", "_samples")
+
+    def __init__(self) -> None:
+        self._counts: dict[Any, float] = {}  # Counter child -> pending amount
+        self._samples: dict[Any, list[float]] = {}  # Histogram child -> pending observations
+
+    def inc(self, child: Any, amount: float = 1.0) -> None:
+        counts = self._counts
+        counts[child] = counts.get(child, 0.0) + amount
+
+    def observe(self, child: Any, value: float) -> None:
+        samples = self._samples.get(child)
+        if samples is None:
+            self._samples[child] = [value]
+        else:
+            samples.append(value)
+
+    def flush(self) -> None:
+        counts, self._counts = self._counts, {}
+        samples, self._samples = self._samples, {}
+        for child, amount in counts.items():
+            child.inc(amount)
+        for child, values in samples.items():
+            add_observations(child, values)
+
+
+def add_observations(child: Any, values: list[float]) -> None:
+    """What child.observe(v) for each value does (v lands in the first bucket whose bound is >= v), one add a bucket.
+
+    Reaches prometheus-client's Histogram internals (_upper_bounds, _buckets, _sum; unchanged since 0.4, checked by
+    tests/gateway/test_metrics.py against live observe()); without them it falls back to observe().
+    """
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for value in values:
+            child.observe(value)
+        return
+    per_bucket = [0] * len(bounds)
+    for value in values:
+        per_bucket[bisect_left(bounds, value)] += 1
+    total.inc(sum(values))
+    for bucket, count in zip(buckets, per_bucket):
+        if count:
+            bucket.inc(count)
 
 
 class DeltaSync:

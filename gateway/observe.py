@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.config import Settings
 from gateway.errors import GatewayError
-from gateway.metrics import OTHER, DeltaSync, GatewayMetrics, int_counters, multiprocess_dir, render
+from gateway.metrics import OTHER, DeltaSync, GatewayMetrics, MetricBatch, int_counters, multiprocess_dir, render
 from gateway.request_log import RequestLog
 from gateway.types import RequestContext
 from gateway.usage_stats import UsageStats
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.observe")
 _STATUS_CLASS = {n: f"{n}xx" for n in range(1, 6)}
 _RECORDER_COUNTERS = ("hits", "misses", "records", "store_errors")
-_SLOW_SYNC_SECONDS = 1.0  # deployment health and policy counters are refreshed at most this often (and per scrape)
+_SLOW_SYNC_SECONDS = 1.0  # recorder, deployment health and policy counters: refreshed this often and per scrape
 
 
 class Observer:
@@ -45,6 +45,7 @@ class Observer:
         self._stream_children: dict[str, tuple[Any, Any]] = {}
         self._error_children: dict[tuple[str, str], Any] = {}
         self._synced = DeltaSync()
+        self._batch = MetricBatch()  # request counts and latencies, added to the metrics at least once a second
         self._recorder_seen: tuple[Any, ...] = ()
         # One process: the live gauges read our own ints at scrape time (no per-request gauge work). Several workers:
         # each worker's gauge lives in the shared files, so it is moved per request and summed over live workers.
@@ -125,9 +126,12 @@ class Observer:
             self.usage.add(alias, key_name, outcome, failed, total, prompt, completion, ctx.cost_usd)
             if outcome == "denied":
                 self._count_denial(state.get("denied_by", ""), error)
-            self._sync_recorder()
+            if self._move_gauges:
+                self._batch.flush()  # several workers: a scrape in another worker reads what is in the shared files
             if now >= self._next_slow_sync:
                 self._next_slow_sync = now + _SLOW_SYNC_SECONDS
+                self._batch.flush()
+                self._sync_recorder()
                 self._sync_slow()
         if self.request_log.enabled:
             self.request_log.write(
@@ -149,21 +153,22 @@ class Observer:
                 m.upstream.labels(provider) if provider else None,
             )
         requests, duration, overhead_child, upstream = children
-        requests.inc()
-        duration.observe(total)
-        overhead_child.observe(overhead)
+        batch = self._batch
+        batch.inc(requests)
+        batch.observe(duration, total)
+        batch.observe(overhead_child, overhead)
         if self._move_gauges:
             m.in_flight.dec()
         if upstream is not None and ctx.upstream_seconds:
-            upstream.observe(ctx.upstream_seconds)
+            batch.observe(upstream, ctx.upstream_seconds)
         if opened is not None:
             if self._move_gauges:
                 m.open_streams.dec()
             stream = self._stream_children.get(alias)
             if stream is None:
                 stream = self._stream_children[alias] = (m.first_token.labels(alias), m.stream_duration.labels(alias))
-            stream[0].observe(opened - started)
-            stream[1].observe(now - opened)
+            batch.observe(stream[0], opened - started)
+            batch.observe(stream[1], now - opened)
         usage = ctx.usage
         if usage is not None and alias:
             tokens = self._token_children.get((alias, key_name))
@@ -173,10 +178,10 @@ class Observer:
                     m.completion_tokens.labels(alias, key_name),
                     m.spend.labels(alias, key_name),
                 )
-            tokens[0].inc(usage.prompt_tokens)
-            tokens[1].inc(usage.completion_tokens)
+            batch.inc(tokens[0], usage.prompt_tokens)
+            batch.inc(tokens[1], usage.completion_tokens)
             if ctx.cost_usd:
-                tokens[2].inc(ctx.cost_usd)
+                batch.inc(tokens[2], ctx.cost_usd)
 
     def _count_denial(self, policy: str, error: Any) -> None:
         names = {getattr(p, "name", "") for p in self._gateway.pipeline.policies} if self._gateway else set()
@@ -261,6 +266,7 @@ class Observer:
     def sync(self) -> None:
         """Bring every synced metric up to date (before a scrape or a stats answer)."""
         if self.enabled:
+            self._batch.flush()
             self._sync_recorder()
             self._sync_slow()
 

@@ -17,6 +17,7 @@ from gateway.types import BasePolicy, Call, KeyInfo, RequestContext
 from policies.rate_counter import Limit, RateCounter, Reading
 
 _PENDING = "rate_limit.tokens"  # ctx.state: (token limits drawn from, tokens drawn)
+_SCOPE_CACHE_SIZE = 10_000  # (alias, key) pairs; cleared when full, rebuilt as requests come
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,8 @@ class RateLimitPolicy(BasePolicy):
         self.aliases = {a: p for a, p in (aliases or {}).items() if p.rpm or p.tpm}
         self.key_default = key_default
         self.counters = {"limited": 0, "too_large": 0}
+        # (alias, key limits) -> scopes: their Limits are the same for every request of that key and alias
+        self._scope_cache: dict[tuple[Any, ...], list[_Scope]] = {}
 
     async def before(self, call: Call, ctx: RequestContext) -> Call | None:
         scopes = self._scopes(call.alias, ctx.key)
@@ -119,6 +122,15 @@ class RateLimitPolicy(BasePolicy):
                 await self.counter.settle(limit, difference)
 
     def _scopes(self, alias: str, key: KeyInfo | None) -> list[_Scope]:
+        ident = (alias, None) if key is None else (alias, key.id, key.name, key.rpm, key.tpm, key.is_master)
+        scopes = self._scope_cache.get(ident)
+        if scopes is None:
+            if len(self._scope_cache) >= _SCOPE_CACHE_SIZE:
+                self._scope_cache.clear()
+            scopes = self._scope_cache[ident] = self._new_scopes(alias, key)
+        return scopes
+
+    def _new_scopes(self, alias: str, key: KeyInfo | None) -> list[_Scope]:
         scopes = []
         if key is not None and not key.is_master:
             rpm = key.rpm if key.rpm is not None else self.key_default.rpm

@@ -11,11 +11,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.errors import PermissionDenied
-from gateway.metrics import DeltaSync, int_counters
+from gateway.metrics import DeltaSync, GatewayMetrics, MetricBatch, int_counters
 from gateway.types import BasePolicy, Call, RequestContext
 from tests.conftest import make_settings
 from tests.support.gateway_process import gateway_process
@@ -316,3 +318,34 @@ def test_guard_counters_reach_prometheus_flattened() -> None:
         enabled: bool = True
 
     assert sorted(int_counters(Counters())) == [("redacted_email", 3), ("redacted_phone", 1), ("requests_blocked", 2)]
+
+
+def test_a_batch_flushed_equals_the_same_values_observed_live() -> None:
+    live, batched = GatewayMetrics(), GatewayMetrics()
+    values = [0.0, 0.005, 0.0051, 0.3, 2.5, 7.0, 1000.0, 0.025, 0.025]  # on bounds, between, past the last one
+    batch = MetricBatch()
+    for v in values:
+        live.duration.labels("chat", "a").observe(v)
+        live.requests.labels("chat", "a", "p", "2xx", "upstream").inc()
+        live.prompt_tokens.labels("a", "").inc(3)
+        batch.observe(batched.duration.labels("chat", "a"), v)
+        batch.inc(batched.requests.labels("chat", "a", "p", "2xx", "upstream"))
+        batch.inc(batched.prompt_tokens.labels("a", ""), 3)
+    def exposed(metrics: GatewayMetrics) -> list[tuple[str, dict[str, str], float]]:
+        return [s for s in samples(generate_latest(metrics.registry).decode()) if not s[0].endswith("_created")]
+
+    assert exposed(batched) != exposed(live)  # nothing is added before a flush
+    batch.flush()
+    assert exposed(batched) == exposed(live)
+    batch.flush()  # a second flush adds nothing twice
+    assert exposed(batched) == exposed(live)
+
+
+def test_a_scrape_includes_requests_finished_a_moment_before() -> None:
+    app = create_app(make_settings())
+    with TestClient(app) as client:
+        for _ in range(3):
+            client.post("/v1/chat/completions", json={"model": "mock", "messages": [{"role": "user", "content": "x"}]})
+        text = client.get("/metrics").text
+    assert value(text, "gateway_requests_total", alias="mock", status_class="2xx") == 3
+    assert value(text, "gateway_request_duration_seconds_count", alias="mock") == 3
