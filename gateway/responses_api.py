@@ -1,6 +1,6 @@
 """POST /v1/responses: the OpenAI Responses API served by the chat pipeline.
 
-A Responses body becomes a chat Call (gateway/responses_format.py), so policies, recordings, routing and usage
+A Responses body becomes a chat Call (gateway/responses_format.py, gateway/responses_events.py), so policies, recordings, routing and usage
 accounting apply as they do to /v1/chat/completions; the answer goes back as a `response` object, or as Responses
 events framed `event: <type>\\ndata: {json}\\n\\n` (no `[DONE]` line: response.completed ends the stream).
 """
@@ -19,7 +19,8 @@ from starlette.routing import Route
 
 from gateway.asgi_io import ClientGone, Receive, Scope, Send, send_json
 from gateway.errors import GatewayError, ServiceUnavailable
-from gateway.responses_format import ResponseEvents, echo_fields, to_chat_body, to_response
+from gateway.responses_events import ResponseEvents
+from gateway.responses_format import echo_fields, to_chat_body, to_response
 from gateway.schema import parse_call
 from gateway.shutdown import Drain
 from gateway.types import Call, RequestContext
