@@ -249,3 +249,25 @@ def test_auth_applies_to_responses(tmp_path: Any) -> None:
             anonymous.responses.create(model="mock", input="hi")
         master = openai.OpenAI(base_url=f"{base}/v1", api_key=MASTER, max_retries=0)
         assert master.responses.create(model="mock", input="hi").output_text == "Mock reply to: hi"
+
+
+# recordings apply as they do to chat
+
+def test_a_recorded_response_replays_whole_and_streamed(upstream: FakeUpstream, tmp_path: Any) -> None:
+    def recording(mode: str) -> dict[str, Any]:
+        return {"mode": mode, "store": "directory", "path": str(tmp_path)}
+
+    ask = {"model": "echo", "input": "remember me", "instructions": "be brief"}
+    with running(app_with_responses(make_settings(upstream.url, recording=recording("record")))) as base:  # type: ignore[attr-defined]
+        recorded = openai.OpenAI(base_url=f"{base}/v1", api_key="sk-x", max_retries=0).responses.create(**ask)
+    sent = len(upstream.requests)
+    with running(app_with_responses(make_settings(upstream.url, recording=recording("replay")))) as base:  # type: ignore[attr-defined]
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="sk-x", max_retries=0)
+        replayed = client.responses.create(**ask)
+        with client.responses.stream(**ask) as stream:
+            streamed = stream.get_final_response()
+        with pytest.raises(openai.NotFoundError):  # a miss names the recording key, as on chat
+            client.responses.create(**{**ask, "input": "never recorded"})
+    assert len(upstream.requests) == sent  # the replays never reached the upstream
+    assert replayed.model_dump() == recorded.model_dump()
+    assert streamed.output_text == recorded.output_text == "echo: remember me" and streamed.id == recorded.id
