@@ -1,4 +1,4 @@
-"""OpenAI Responses API <-> chat completions translation: request bodies, whole answers and the event stream.
+"""OpenAI Responses API <-> chat completions translation: request bodies and whole answers.
 
 /v1/responses is served by the chat pipeline: a Responses body becomes a chat body (then a Call, through
 gateway/schema.py), and the chat answer or its chunks become a `response` object or Responses events. Pure
