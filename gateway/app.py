@@ -39,15 +39,16 @@ from gateway.policy_setup import build_policies
 from gateway.providers import build_adapters
 from gateway.recorder_setup import build_recorder
 from gateway.request_log import configure_process_logging
+from gateway.responses_api import RESPONSES_PATH, ResponsesWire
 from gateway.router import Router
 from gateway.schema import parse_call
 from gateway.shutdown import Drain
 from gateway.tokens import encoding
-from gateway.types import Kind, RequestContext
+from gateway.types import RequestContext
+from gateway.wire import Framer, OpenAIWire, Wire
 
 log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_DONE = b"data: [DONE]\n\n"
 # Generated request ids: a random per-process prefix and a counter. os.urandom per request cost ~90 us on a VM.
 _ID_PREFIX = os.urandom(6).hex()
 _ID_COUNTER = itertools.count()
@@ -99,19 +100,22 @@ class Gateway:
 
     # handlers
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, kind: Kind) -> None:
-        """One POST to a model endpoint, as a raw ASGI app (see asgi_io): a JSON answer, an SSE stream or an error."""
+    async def serve(self, scope: Scope, receive: Receive, send: Send, wire: Wire) -> None:
+        """One POST to a model endpoint, as a raw ASGI app (see asgi_io): a JSON answer, an SSE stream or an error.
+
+        `wire` says what the client's body is to the pipeline and back (OpenAI's own, or /v1/responses').
+        """
         ctx = self._context(scope)
-        self.observer.start(ctx, kind)
+        self.observer.start(ctx, wire.label)
         try:
-            body = await self._read_json(ctx, receive)
-            call = parse_call(kind, body, self.settings.models)
+            body, state = wire.request(await self._read_json(ctx, receive))
+            call = parse_call(wire.kind, body, self.settings.models)
             call.request_id = ctx.request_id
             ctx.state["observer.alias"] = call.alias
             if call.stream:
-                stream = await self._stream(call, ctx)
+                stream = await self._stream(call, ctx, wire.framer(state))
             else:
-                result = await self.pipeline.send(call, ctx)
+                result = wire.answer(await self.pipeline.send(call, ctx), state)
         except GatewayError as exc:
             await self._send_error(send, ctx, exc)
             return
@@ -172,7 +176,7 @@ class Gateway:
         headers = scope_headers(scope)
         return RequestContext(request_id=_given_or_new_id(headers.get("x-request-id")), headers=headers)
 
-    async def _stream(self, call: Any, ctx: RequestContext) -> EventSourceResponse:
+    async def _stream(self, call: Any, ctx: RequestContext, framer: Framer) -> EventSourceResponse:
         started = time.perf_counter()
         chunks = await self.pipeline.stream(call, ctx)
         try:
@@ -184,7 +188,7 @@ class Gateway:
             await chunks.aclose()
             raise
         self.observer.stream_opened(ctx)
-        frames = _frames(first, chunks, ctx, lambda: self.observer.finish(ctx, 200), self.drain)
+        frames = _frames(framer, first, chunks, ctx, lambda: self.observer.finish(ctx, 200), self.drain)
         # on SIGTERM sse-starlette lets the stream run this long before cutting it; _frames ends it cleanly first
         grace = self.drain.grace_seconds + 1
         return EventSourceResponse(frames, headers=_headers(ctx), sep="\n", ping=15, shutdown_grace_period=grace)
@@ -200,21 +204,24 @@ class Gateway:
 
 
 async def _frames(
+    framer: Framer,
     first: dict[str, Any] | None,
     chunks: AsyncIterator[dict[str, Any]],
     ctx: RequestContext,
     on_end: Callable[[], None],
     drain: Drain | None = None,
 ) -> AsyncIterator[bytes]:
-    """SSE framing exactly as OpenAI does it; a failure after the first byte ends the stream with an error event.
+    """The stream's SSE frames (`framer`: OpenAI's, or a translation); a failure after the first byte ends the stream
+    with the framer's error frame.
 
     Once the server drains (SIGTERM), each chunk is awaited only until the grace deadline; a stream still open then
-    ends with an error event rather than a cut connection.
+    ends with an error frame rather than a cut connection.
     """
-    dumps = orjson.dumps
     try:
         if first is not None:
-            yield b"data: " + dumps(first) + b"\n\n"
+            frame = framer.feed(first)
+            if frame:
+                yield frame
             while True:
                 remaining = drain.remaining() if drain is not None else None
                 try:
@@ -229,16 +236,18 @@ async def _frames(
                         "The gateway is shutting down and the stream did not finish within the grace period.",
                         code="shutting_down",
                     ) from None
-                yield b"data: " + dumps(chunk) + b"\n\n"
-        yield _DONE
+                frame = framer.feed(chunk)
+                if frame:
+                    yield frame
+        yield framer.finish()
     except GatewayError as exc:
         ctx.outcome = "error"
         ctx.state["observer.error"] = exc
-        yield b"data: " + dumps(exc.to_body()) + b"\n\n"
-    except Exception:  # the client gets a clean error event; the traceback goes to the log
+        yield framer.fail(exc)
+    except Exception:  # the client gets a clean error frame; the traceback goes to the log
         log.exception("stream failed", extra={"request_id": ctx.request_id})
         ctx.outcome = "error"
-        yield b"data: " + dumps(GatewayError("The stream failed inside the gateway.").to_body()) + b"\n\n"
+        yield framer.fail(GatewayError("The stream failed inside the gateway."))
     finally:
         await chunks.aclose()
         on_end()
@@ -284,10 +293,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(GatewayError("The gateway hit an internal error; it has been logged."), _request_id(request))
 
 
-MODEL_ENDPOINTS: dict[str, Kind] = {
-    "/v1/chat/completions": "chat",
-    "/v1/completions": "completion",
-    "/v1/embeddings": "embedding",
+# every POST endpoint served by the pipeline, and how its bodies look on the wire
+MODEL_ENDPOINTS: dict[str, Wire] = {
+    "/v1/chat/completions": OpenAIWire("chat"),
+    "/v1/completions": OpenAIWire("completion"),
+    "/v1/embeddings": OpenAIWire("embedding"),
+    RESPONSES_PATH: ResponsesWire(),
 }
 
 
@@ -295,12 +306,12 @@ class ModelEndpoint:
     """A model endpoint as a raw ASGI app: Starlette's routing hands it the scope (for root paths, trailing slashes
     and 405s), GatewayApp calls it directly for the exact paths."""
 
-    def __init__(self, gateway: Gateway, kind: Kind) -> None:
+    def __init__(self, gateway: Gateway, wire: Wire) -> None:
         self.gateway = gateway
-        self.kind = kind
+        self.wire = wire
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.gateway.serve(scope, receive, send, self.kind)
+        await self.gateway.serve(scope, receive, send, self.wire)
 
 
 class GatewayApp(Starlette):
@@ -338,7 +349,7 @@ def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = Non
             await gateway.aclose()
             gc.unfreeze()  # an app stopped inside a longer-lived process (tests, the pytest plugin) can be collected
 
-    model_endpoints = {path: ModelEndpoint(gateway, kind) for path, kind in MODEL_ENDPOINTS.items()}
+    model_endpoints = {path: ModelEndpoint(gateway, wire) for path, wire in MODEL_ENDPOINTS.items()}
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in model_endpoints.items()),
         Route("/v1/models", gateway.list_models, methods=["GET"]),

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamMalformed
-from gateway.schema import _invalid, _type_name
+from gateway.schema import invalid_type, type_name
 
 # Responses features that need state the gateway does not keep, or tools it does not run: a 400 naming the
 # parameter, never a silent drop. Each is accepted at its "off" value (null, false, an empty list).
@@ -51,14 +51,14 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 def to_chat_body(body: Any) -> dict[str, Any]:
     """The chat completions body for a Responses body; raises InvalidRequest naming the Responses parameter."""
     if not isinstance(body, dict):
-        raise InvalidRequest(f"The request body must be a JSON object, got {_type_name(body)}.")
+        raise InvalidRequest(f"The request body must be a JSON object, got {type_name(body)}.")
     _refuse_unsupported(body)
     chat = {k: v for k, v in body.items() if k not in _TRANSLATED}
     messages = []
     instructions = body.get("instructions")
     if instructions is not None:
         if not isinstance(instructions, str):
-            raise _invalid("instructions", "a string", instructions)
+            raise invalid_type("instructions", "a string", instructions)
         messages.append({"role": "system", "content": instructions})
     messages += input_messages(body.get("input"))
     if not messages:
@@ -99,7 +99,7 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
                              "input, only 'disabled' is supported.", param="truncation", code="unsupported_value")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
-        raise _invalid("stream_options", "an object", options)
+        raise invalid_type("stream_options", "an object", options)
 
 
 def input_messages(value: Any) -> list[dict[str, Any]]:
@@ -109,12 +109,12 @@ def input_messages(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     if not isinstance(value, list):
-        raise _invalid("input", "a string or an array of input items", value)
+        raise invalid_type("input", "a string or an array of input items", value)
     messages: list[dict[str, Any]] = []
     for i, item in enumerate(value):
         where = f"input[{i}]"
         if not isinstance(item, dict):
-            raise _invalid(where, "an object", item)
+            raise invalid_type(where, "an object", item)
         kind = item.get("type", "message")
         if kind == "message":
             messages.append(_message(item, where))
@@ -153,7 +153,7 @@ def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
         if content is None:
             raise InvalidRequest(f"Missing required parameter: '{where}.content'.", param=f"{where}.content",
                                  code="missing_required_parameter")
-        raise _invalid(f"{where}.content", "a string or an array of content parts", content)
+        raise invalid_type(f"{where}.content", "a string or an array of content parts", content)
     parts = [_content_part(part, f"{where}.content[{j}]") for j, part in enumerate(content)]
     if role == "assistant" and all(p["type"] == "text" for p in parts):
         # an earlier answer fed back: plain text, the form every backend takes for an assistant turn
@@ -163,7 +163,7 @@ def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _content_part(part: Any, where: str) -> dict[str, Any]:
     if not isinstance(part, dict):
-        raise _invalid(where, "an object", part)
+        raise invalid_type(where, "an object", part)
     kind = part.get("type")
     if kind in ("input_text", "output_text"):
         return {"type": "text", "text": _string(part, "text", where)}
@@ -198,7 +198,7 @@ def _tool_output(output: Any, where: str) -> str | list[dict[str, Any]]:
     if isinstance(output, str):
         return output
     if not isinstance(output, list):
-        raise _invalid(where, "a string or an array of content parts", output)
+        raise invalid_type(where, "a string or an array of content parts", output)
     parts = [_content_part(part, f"{where}[{j}]") for j, part in enumerate(output)]
     for j, part in enumerate(parts):
         if part["type"] != "text":  # a chat tool message carries text only
@@ -213,7 +213,7 @@ def _string(obj: dict[str, Any], key: str, where: str) -> str:
         raise InvalidRequest(f"Missing required parameter: '{where}.{key}'.", param=f"{where}.{key}",
                              code="missing_required_parameter")
     if not isinstance(value, str):
-        raise _invalid(f"{where}.{key}", "a string", value)
+        raise invalid_type(f"{where}.{key}", "a string", value)
     return value
 
 
@@ -222,11 +222,11 @@ def _chat_tools(tools: Any) -> list[dict[str, Any]]:
     if tools is None:
         return []
     if not isinstance(tools, list):
-        raise _invalid("tools", "an array", tools)
+        raise invalid_type("tools", "an array", tools)
     out = []
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
-            raise _invalid(f"tools[{i}]", "an object", tool)
+            raise invalid_type(f"tools[{i}]", "an object", tool)
         kind = tool.get("type")
         if kind != "function":
             raise InvalidRequest(f"Unsupported tool type {kind!r} at 'tools[{i}]': the gateway runs no built-in "
@@ -262,7 +262,7 @@ def _text_options(text: Any) -> dict[str, Any]:
     if text is None:
         return {}
     if not isinstance(text, dict):
-        raise _invalid("text", "an object", text)
+        raise invalid_type("text", "an object", text)
     out: dict[str, Any] = {}
     if text.get("verbosity") is not None:
         out["verbosity"] = text["verbosity"]
@@ -273,7 +273,7 @@ def _text_options(text: Any) -> dict[str, Any]:
     if kind == "json_schema":
         schema = {"name": _string(fmt, "name", "text.format")}
         if not isinstance(fmt.get("schema"), dict):
-            raise _invalid("text.format.schema", "an object", fmt.get("schema"))
+            raise invalid_type("text.format.schema", "an object", fmt.get("schema"))
         for key in ("schema", "description", "strict"):
             if fmt.get(key) is not None:
                 schema[key] = fmt[key]
@@ -290,7 +290,7 @@ def _reasoning_effort(reasoning: Any) -> Any:
     if reasoning is None:
         return None
     if not isinstance(reasoning, dict):
-        raise _invalid("reasoning", "an object", reasoning)
+        raise invalid_type("reasoning", "an object", reasoning)
     for key in ("summary", "generate_summary"):
         if reasoning.get(key) is not None:
             raise InvalidRequest(f"Unsupported parameter: 'reasoning.{key}': chat models give no reasoning summary "

@@ -39,7 +39,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     if value is None:
         return "null"
     return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
@@ -47,23 +47,23 @@ def _type_name(value: Any) -> str:
     )
 
 
-def _invalid(param: str, expected: str, value: Any) -> InvalidRequest:
-    return InvalidRequest(f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)}.", param=param)
+def invalid_type(param: str, expected: str, value: Any) -> InvalidRequest:
+    return InvalidRequest(f"Invalid type for '{param}': expected {expected}, but got {type_name(value)}.", param=param)
 
 
 def parse_call(kind: Kind, body: Any, aliases: Container[str]) -> Call:
     if not isinstance(body, dict):
-        raise InvalidRequest(f"The request body must be a JSON object, got {_type_name(body)}.")
+        raise InvalidRequest(f"The request body must be a JSON object, got {type_name(body)}.")
     alias = body.get("model")
     if alias is None:
         raise InvalidRequest("you must provide a model parameter", param="model", code="missing_required_parameter")
     if not isinstance(alias, str):
-        raise _invalid("model", "a string", alias)
+        raise invalid_type("model", "a string", alias)
     stream = body.get("stream", False)
     if stream is None:
         stream = False
     if not isinstance(stream, bool):
-        raise _invalid("stream", "a boolean", stream)
+        raise invalid_type("stream", "a boolean", stream)
     if kind == "chat":
         _check_chat(body)
     elif kind == "completion":
@@ -94,7 +94,7 @@ def _check_chat(body: dict[str, Any]) -> None:
     if messages is None:
         raise InvalidRequest("Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter")
     if not isinstance(messages, list):
-        raise _invalid("messages", "an array", messages)
+        raise invalid_type("messages", "an array", messages)
     if not messages:
         raise InvalidRequest("Invalid 'messages': empty array. Expected an array with minimum length 1.",
                              param="messages", code="empty_array")
@@ -108,7 +108,7 @@ def _check_chat(body: dict[str, Any]) -> None:
 def _check_message(i: int, message: Any) -> None:
     where = f"messages[{i}]"
     if not isinstance(message, dict):
-        raise _invalid(where, "an object", message)
+        raise invalid_type(where, "an object", message)
     role = message.get("role")
     if role is None:
         raise InvalidRequest(f"Missing required parameter: '{where}.role'.", param=f"{where}.role",
@@ -129,14 +129,14 @@ def _check_message(i: int, message: Any) -> None:
                 raise InvalidRequest(f"Invalid content part: '{where}.content[{j}]' must be an object with a 'type'.",
                                      param=f"{where}.content[{j}]")
     elif not isinstance(content, str):
-        raise _invalid(f"{where}.content", "a string or an array of content parts", content)
+        raise invalid_type(f"{where}.content", "a string or an array of content parts", content)
     if role == "tool" and not isinstance(message.get("tool_call_id"), str):
         raise InvalidRequest(f"Missing required parameter: '{where}.tool_call_id'.", param=f"{where}.tool_call_id",
                              code="missing_required_parameter")
     tool_calls = message.get("tool_calls")
     if tool_calls is not None:
         if not isinstance(tool_calls, list):
-            raise _invalid(f"{where}.tool_calls", "an array", tool_calls)
+            raise invalid_type(f"{where}.tool_calls", "an array", tool_calls)
         for j, tc in enumerate(tool_calls):
             if not isinstance(tc, dict) or not isinstance(tc.get("function"), dict):
                 raise InvalidRequest(f"Invalid '{where}.tool_calls[{j}]': expected an object with a 'function'.",
@@ -148,7 +148,7 @@ def _check_stop(body: dict[str, Any]) -> None:
     if stop is None or isinstance(stop, str):
         return
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise _invalid("stop", "a string or an array of strings", stop)
+        raise invalid_type("stop", "a string or an array of strings", stop)
     if len(stop) > 4:
         raise InvalidRequest("Invalid 'stop': at most 4 stop sequences are allowed.", param="stop")
 
@@ -161,10 +161,10 @@ def _check_tools(body: dict[str, Any]) -> None:
     if tools is None:
         return
     if not isinstance(tools, list):
-        raise _invalid("tools", "an array", tools)
+        raise invalid_type("tools", "an array", tools)
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
-            raise _invalid(f"tools[{i}]", "an object", tool)
+            raise invalid_type(f"tools[{i}]", "an object", tool)
         if tool.get("type", "function") == "function":
             fn = tool.get("function")
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn.get("name"):
@@ -177,10 +177,10 @@ def _check_stream_options(body: dict[str, Any]) -> None:
     if options is None:
         return
     if not isinstance(options, dict):
-        raise _invalid("stream_options", "an object", options)
+        raise invalid_type("stream_options", "an object", options)
     include = options.get("include_usage")
     if include is not None and not isinstance(include, bool):
-        raise _invalid("stream_options.include_usage", "a boolean", include)
+        raise invalid_type("stream_options.include_usage", "a boolean", include)
 
 
 def _check_completion(body: dict[str, Any]) -> None:
@@ -188,7 +188,7 @@ def _check_completion(body: dict[str, Any]) -> None:
     if prompt is None:
         raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter")
     if not _is_prompt(prompt):
-        raise _invalid("prompt", "a string, an array of strings, or an array of token arrays", prompt)
+        raise invalid_type("prompt", "a string, an array of strings, or an array of token arrays", prompt)
     _check_fields(body, _COMPLETION_FIELDS)
     _check_stop(body)
 
@@ -211,7 +211,7 @@ def _check_embedding(body: dict[str, Any]) -> None:
         if not value:
             raise InvalidRequest("Invalid 'input': empty string.", param="input")
     elif not _is_prompt(value):
-        raise _invalid("input", "a string, an array of strings, or an array of token arrays", value)
+        raise invalid_type("input", "a string, an array of strings, or an array of token arrays", value)
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
         raise InvalidRequest(f"Invalid value for 'encoding_format': {fmt!r}. Supported values are: 'float', 'base64'.",

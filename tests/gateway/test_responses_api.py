@@ -14,7 +14,6 @@ import pytest
 
 from gateway.app import GatewayApp, create_app
 from gateway.config import Settings
-from gateway.responses_api import responses_routes
 from tests.conftest import make_settings
 from tests.support.server import running
 from tests.support.upstream import FakeUpstream
@@ -25,10 +24,8 @@ MASTER = "sk-master-responses-0123456789"
 
 
 def app_with_responses(settings: Settings) -> GatewayApp:
-    """The app as create_app builds it, plus the /v1/responses route (until create_app adds it itself)."""
-    app = create_app(settings)
-    app.router.routes[0:0] = responses_routes(app.state.gateway)
-    return app
+    """The app as a user gets it: create_app serves /v1/responses beside the other model endpoints."""
+    return create_app(settings)
 
 
 @pytest.fixture(scope="module")
