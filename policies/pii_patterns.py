@@ -57,6 +57,8 @@ _CHECKS: dict[str, Callable[[str], bool]] = {"credit_card": _card_ok, "iban": ib
 
 
 _SECRET_PREFIXES = ("sk-", "AKIA", "gh", "xox", "AIza", "eyJ", "-----BEGIN")
+# one search for all of them: any(prefix in text ...) over a generator cost ~1.5 us a text
+_SECRET_PREFIX = re.compile("|".join(re.escape(prefix) for prefix in _SECRET_PREFIXES))
 # every card, phone, IBAN and IP address holds a run like this (IBAN "DE89 3704 0044", IP "10.1.2.3")
 _NUMERIC_RUN = re.compile(r"\d[\d .:()/+-]{5,}\d")
 
@@ -82,7 +84,7 @@ class PiiDetector:
             if kind == "email":
                 ok = "@" in text
             elif kind == "secret":
-                ok = any(prefix in text for prefix in _SECRET_PREFIXES)
+                ok = _SECRET_PREFIX.search(text) is not None
             else:
                 if numeric is None:
                     numeric = _NUMERIC_RUN.search(text) is not None

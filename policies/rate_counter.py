@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 SECONDS_PER_WINDOW = 60.0
@@ -26,13 +26,15 @@ class Limit:
 
     key: str
     per_minute: int
+    rate: float = field(init=False, compare=False)  # per second; read several times a request, so computed once
+    unit: str = field(init=False, compare=False)  # "requests" or "tokens": the last word of the key
 
-    @property
-    def rate(self) -> float:
-        return self.per_minute / SECONDS_PER_WINDOW
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", self.per_minute / SECONDS_PER_WINDOW)
+        object.__setattr__(self, "unit", self.key.rpartition(":")[2])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a setattr call per field, per request
 class Reading:
     """A bucket as seen by one request: what is left, when it is full again, and how long to wait if denied."""
 
@@ -76,14 +78,15 @@ class InProcessCounter:
 
     async def take(self, demands: Sequence[tuple[Limit, float]]) -> list[Reading]:
         now = self._clock()
-        buckets = [self._level(limit, now) for limit, _ in demands]
-        short = [
-            (amount - bucket[0]) / limit.rate if bucket[0] < amount else 0.0
-            for (limit, amount), bucket in zip(demands, buckets)
-        ]
-        admitted = not any(short)
+        levels = []
+        admitted = True
+        for limit, amount in demands:
+            bucket = self._level(limit, now)
+            wait = (amount - bucket[0]) / limit.rate if bucket[0] < amount else 0.0
+            admitted = admitted and not wait
+            levels.append((limit, amount, bucket, wait))
         readings = []
-        for (limit, amount), bucket, wait in zip(demands, buckets, short):
+        for limit, amount, bucket, wait in levels:
             if admitted:
                 bucket[0] -= amount
             readings.append(Reading(limit, bucket[0], (limit.per_minute - bucket[0]) / limit.rate, wait))

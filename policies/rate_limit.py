@@ -156,16 +156,29 @@ class RateLimitPolicy(BasePolicy):
 
 def ratelimit_headers(readings: list[Reading]) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers, for the tightest requests bucket and the tightest tokens bucket."""
+    tightest_by_unit: dict[str, tuple[float, Reading]] = {}
+    for reading in readings:
+        share = reading.remaining / reading.limit.per_minute
+        unit = reading.limit.unit
+        held = tightest_by_unit.get(unit)
+        if held is None or share < held[0]:
+            tightest_by_unit[unit] = (share, reading)
     headers: dict[str, str] = {}
-    for unit in ("requests", "tokens"):
-        mine = [r for r in readings if r.limit.key.endswith(unit)]
-        if not mine:
+    for unit, (limit_name, remaining_name, reset_name) in _HEADER_NAMES:
+        held = tightest_by_unit.get(unit)
+        if held is None:
             continue
-        tightest = min(mine, key=lambda r: r.remaining / r.limit.per_minute)
-        headers[f"x-ratelimit-limit-{unit}"] = str(tightest.limit.per_minute)
-        headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, math.floor(tightest.remaining)))
-        headers[f"x-ratelimit-reset-{unit}"] = duration(tightest.reset_seconds)
+        tightest = held[1]
+        headers[limit_name] = str(tightest.limit.per_minute)
+        headers[remaining_name] = str(max(0, math.floor(tightest.remaining)))
+        headers[reset_name] = duration(tightest.reset_seconds)
     return headers
+
+
+_HEADER_NAMES = tuple(
+    (unit, (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}", f"x-ratelimit-reset-{unit}"))
+    for unit in ("requests", "tokens")
+)
 
 
 def duration(seconds: float) -> str:
