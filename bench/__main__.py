@@ -33,6 +33,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--targets", default=",".join(keys), help=f"comma-separated subset of: {', '.join(keys)}")
     parser.add_argument("--python-only", action="store_true",
                         help="use the Python upstream and load generator even when nginx and wrk are installed")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let the OS place every process (by default targets get their own CPUs)")
     parser.add_argument("--no-streams", action="store_true", help="skip the streaming measurements")
     parser.add_argument("--stream-runs", type=int, default=30, help="sequential 200-chunk streams per target")
     parser.add_argument("--open-streams", type=int, default=1000, help="concurrent open streams (0: skip)")
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         open_streams=args.open_streams,
         leak_requests=args.leak,
         warmup_seconds=args.warmup,
+        pin=not args.no_pin,
         rounds=args.rounds,
     )
     results = run_benchmark(options)

@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.procs import pinned
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
@@ -23,8 +25,9 @@ class LoadResult:
 
 
 class LoadGenerator:
-    def __init__(self, workdir: Path, *, prefer_wrk: bool = True) -> None:
+    def __init__(self, workdir: Path, *, prefer_wrk: bool = True, cpus: str | None = None) -> None:
         self.workdir = workdir
+        self.cpus = cpus  # pinned beside the upstream, off the target's CPUs (procs.cpu_split)
         self.wrk = shutil.which("wrk") if prefer_wrk else None
         self.name = "wrk" if self.wrk else "python (bench/pyload.py)"
 
@@ -40,9 +43,10 @@ class LoadGenerator:
         lines += [f"wrk.headers[{_lua_string(k.encode())}] = {_lua_string(v.encode())}" for k, v in headers.items()]
         script.write_text("\n".join(lines) + "\n")
         duration = max(1, round(seconds))
+        argv = [self.wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s", "-s", str(script),
+                url]
         out = subprocess.run(
-            [self.wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s", "-s", str(script),
-             url],
+            pinned(argv, self.cpus),
             capture_output=True, text=True, timeout=seconds + 60, check=True,
         ).stdout
         return parse_wrk(out)
@@ -51,8 +55,8 @@ class LoadGenerator:
         body_file = self.workdir / "body.json"
         body_file.write_bytes(body)
         out = subprocess.run(
-            [sys.executable, "-m", "bench.pyload", url, str(connections), str(seconds), str(body_file),
-             *(f"{k}: {v}" for k, v in headers.items())],
+            pinned([sys.executable, "-m", "bench.pyload", url, str(connections), str(seconds), str(body_file),
+                    *(f"{k}: {v}" for k, v in headers.items())], self.cpus),
             capture_output=True, text=True, timeout=seconds + 60, check=True,
         ).stdout
         return LoadResult(**json.loads(out))

@@ -89,12 +89,20 @@ def markdown(table: Table) -> str:
     return "\n".join(lines)
 
 
+def _cpus_line(cpus: dict[str, Any] | None) -> str:
+    if not cpus:
+        return "cpus: not pinned (one CPU, no taskset, or --no-pin)"
+    return (f"cpus: load generator and upstream on {cpus['load_and_upstream']}, each one-worker target on "
+            f"{cpus['targets']}; --workers 2 on all")
+
+
 def full_report(results: dict[str, Any], render=text) -> str:
     m = results["machine"]
     parts = [
         f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}",
         (f"load: {results['loadgen']}, {results['seconds']:g}s per point, median of {results.get('rounds', 1)} "
          f"round(s); upstream: {results['upstream']}"),
+        _cpus_line(results.get("cpus")),
         "", render(summary_table(results)), "", render(detail_table(results)),
     ]
     streams = stream_table(results)

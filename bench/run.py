@@ -17,7 +17,7 @@ from typing import Any
 from bench import nginx
 from bench.load import LoadGenerator
 from bench.payloads import REQUEST_BODY
-from bench.procs import PeakRss, Service, free_port
+from bench.procs import PeakRss, Service, cpu_split, free_port
 from bench.streams import open_streams, stream_figures
 from bench.targets import TARGETS, Env, Running, Skipped, Target, post
 
@@ -37,6 +37,7 @@ class Options:
     leak_requests: int = 0  # 0: no leak check
     rounds: int = 1  # load rounds over all targets; each figure is the median over them
     warmup_seconds: float = 1.0
+    pin: bool = True  # targets on their own CPUs, load generator and upstream on another (procs.cpu_split)
 
 
 def log(message: str) -> None:
@@ -46,15 +47,20 @@ def log(message: str) -> None:
 def run_benchmark(options: Options) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
-        loadgen = LoadGenerator(workdir, prefer_wrk=options.use_wrk)
+        split = cpu_split() if options.pin else None
+        load_cpus, target_cpus = split or (None, None)
+        if load_cpus:  # this process too (RSS sampling, stream clients): the targets' CPUs stay theirs alone
+            os.sched_setaffinity(0, {int(c) for c in load_cpus.split(",")})
+        loadgen = LoadGenerator(workdir, prefer_wrk=options.use_wrk, cpus=load_cpus)
         use_nginx = options.use_nginx and nginx.nginx_binary() is not None
-        slow = _python_upstream(workdir)
-        upstream = _nginx_upstream(workdir) if use_nginx else slow
-        env = Env(workdir, upstream, slow, use_nginx)
+        slow = start_python_upstream(workdir, load_cpus)
+        upstream = start_nginx_upstream(workdir, load_cpus) if use_nginx else slow
+        env = Env(workdir, upstream, slow, use_nginx, target_cpus)
         results: dict[str, Any] = {
             "machine": machine(),
             "loadgen": loadgen.name,
             "upstream": "nginx (return 200, 1 worker)" if use_nginx else "python (bench/upstream_app.py)",
+            "cpus": {"load_and_upstream": load_cpus, "targets": target_cpus} if split else None,
             "seconds": options.seconds,
             "rounds": options.rounds,
             "connections": list(options.connections),
@@ -89,19 +95,19 @@ def run_benchmark(options: Options) -> dict[str, Any]:
         return results
 
 
-def _python_upstream(workdir: Path) -> Service:
+def start_python_upstream(workdir: Path, cpus: str | None = None) -> Service:
     port = free_port()
     service = Service("python-upstream", [sys.executable, "-m", "bench.upstream_app", str(port)], port=port,
-                      log=workdir / "python-upstream.log")
+                      log=workdir / "python-upstream.log", cpus=cpus)
     service.wait_ready(30)
     return service
 
 
-def _nginx_upstream(workdir: Path) -> Service:
+def start_nginx_upstream(workdir: Path, cpus: str | None = None) -> Service:
     prefix = workdir / "nginx-upstream"
     port = free_port()
     config = nginx.write_config(prefix, nginx.upstream_config(prefix, port))
-    service = Service("nginx-upstream", nginx.argv(prefix, config), port=port, log=prefix / "stdout.log")
+    service = Service("nginx-upstream", nginx.argv(prefix, config), port=port, log=prefix / "stdout.log", cpus=cpus)
     service.wait_ready(15)
     return service
 

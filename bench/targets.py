@@ -30,6 +30,7 @@ class Env:
     upstream: Service  # nginx when installed, else the Python upstream
     slow_upstream: Service  # always the Python upstream (slow streams)
     use_nginx: bool
+    target_cpus: str | None = None  # one-worker targets run here, away from the load generator (procs.cpu_split)
 
     def dir(self, name: str) -> Path:
         path = self.workdir / name
@@ -76,7 +77,8 @@ def _nginx_proxy(env: Env) -> Running:
     prefix = env.dir("nginx-proxy")
     port = free_port()
     config = nginx.write_config(prefix, nginx.proxy_config(prefix, port, env.upstream.port))
-    service = Service("nginx-proxy", nginx.argv(prefix, config), port=port, log=prefix / "stdout.log")
+    service = Service("nginx-proxy", nginx.argv(prefix, config), port=port, log=prefix / "stdout.log",
+                      cpus=env.target_cpus)
     service.wait_ready(15)
     return Running(service, stream=StreamSpec("/stream/v1/chat/completions", STREAM_REQUEST_BODY))
 
@@ -84,7 +86,7 @@ def _nginx_proxy(env: Env) -> Running:
 def _minimal(env: Env) -> Running:
     port = free_port()
     service = Service("minimal", [sys.executable, "-m", "bench.proxy", str(port), env.upstream.url], port=port,
-                      log=env.dir("minimal") / "stdout.log")
+                      log=env.dir("minimal") / "stdout.log", cpus=env.target_cpus)
     service.wait_ready(30)
     return Running(service, stream=StreamSpec("/stream/v1/chat/completions", STREAM_REQUEST_BODY))
 
@@ -93,7 +95,7 @@ def _gateway_body(model: str) -> bytes:
     return STREAM_REQUEST_BODY.replace(f'"model":"{MODEL}"'.encode(), f'"model":"{model}"'.encode(), 1)
 
 
-def _serve(env: Env, name: str, extra_toml: str = "", *args: str) -> tuple[Service, Path]:
+def _serve(env: Env, name: str, extra_toml: str = "", *args: str, pin: bool = True) -> tuple[Service, Path]:
     directory = env.dir(name)
     port = free_port()
     config = gateway_configs.write(
@@ -101,13 +103,13 @@ def _serve(env: Env, name: str, extra_toml: str = "", *args: str) -> tuple[Servi
     problem = gateway_configs.check(config)
     if problem:
         raise Skipped(f"`gateway check` refuses this config (feature not in this checkout?): {problem}")
-    return _start_gateway(name, config, port, *args), config
+    return _start_gateway(name, config, port, *args, cpus=env.target_cpus if pin else None), config
 
 
-def _start_gateway(name: str, config: Path, port: int, *args: str) -> Service:
+def _start_gateway(name: str, config: Path, port: int, *args: str, cpus: str | None = None) -> Service:
     # started as a user starts it: `gateway serve --config ...`, in its own directory
     service = Service(name, gateway_configs.gateway_command("serve", "--config", str(config), *args), port=port,
-                      log=config.parent / "stderr.log", cwd=config.parent, ready_path="/readyz")
+                      log=config.parent / "stderr.log", cwd=config.parent, ready_path="/readyz", cpus=cpus)
     service.wait_ready(60)
     return service
 
@@ -137,7 +139,7 @@ def _gateway_policies(env: Env) -> Running:
     if problem:
         raise Skipped(f"`gateway check` refuses auth/limits/guards (policies not in this checkout?): {problem}")
     key = gateway_configs.create_key(config)
-    service = _start_gateway("gateway-policies", config, port)
+    service = _start_gateway("gateway-policies", config, port, cpus=env.target_cpus)
     return _gateway_running(service, {"Authorization": f"Bearer {key}"})
 
 
@@ -155,12 +157,13 @@ def _gateway_replay(env: Env) -> Running:
             post(recorder.url + "/v1/chat/completions", body)
     finally:
         recorder.stop()
-    service = _start_gateway("gateway-replay", config, port, "--record-mode", "replay")
+    service = _start_gateway("gateway-replay", config, port, "--record-mode", "replay", cpus=env.target_cpus)
     return _gateway_running(service)
 
 
 def _gateway_workers2(env: Env) -> Running:
-    service, _ = _serve(env, "gateway-workers2", "", "--workers", "2")
+    # two workers get every CPU (they share them with the load generator): what `--workers 2` buys on this machine
+    service, _ = _serve(env, "gateway-workers2", "", "--workers", "2", pin=False)
     return _gateway_running(service)
 
 
@@ -170,7 +173,8 @@ def _portkey(env: Env) -> Running:
         raise Skipped(f"Portkey is not installed ({server} missing; see /work/shared/PEERS.md)")
     port = free_port()
     service = Service("portkey", ["node", str(server), f"--port={port}", "--headless"], port=port,
-                      log=env.dir("portkey") / "stdout.log", env={"NODE_ENV": "production"}, cwd=PORTKEY_DIR)
+                      log=env.dir("portkey") / "stdout.log", env={"NODE_ENV": "production"}, cwd=PORTKEY_DIR,
+                      cpus=env.target_cpus)
     service.wait_ready(60)
     headers = {"Authorization": "Bearer sk-bench-upstream", "x-portkey-provider": "openai",
                "x-portkey-custom-host": env.upstream.url + "/v1"}
@@ -193,7 +197,7 @@ def _litellm(env: Env) -> Running:
     service = Service("litellm", [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
                                   "--num_workers", "1"],
                       port=port, log=directory / "stdout.log", cwd=directory, ready_path="/health/liveliness",
-                      env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"})
+                      env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}, cpus=env.target_cpus)
     service.wait_ready(180)
     return Running(service, headers={"Authorization": "Bearer sk-fake"})
 
