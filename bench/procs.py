@@ -98,7 +98,23 @@ class Service:
         except OSError:
             return ""
 
+    def pause(self) -> None:
+        """SIGSTOP the tree: a server waiting its turn (its timers, a peer's background jobs) takes no CPU from the one
+        being measured on the same core."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signum)
+            except ProcessLookupError:
+                pass
+
     def stop(self) -> None:
+        self.resume()  # a stopped process would hold SIGTERM pending
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)

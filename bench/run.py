@@ -76,14 +76,17 @@ def run_benchmark(options: Options) -> dict[str, Any]:
                     results["targets"][target.key] = entry
                     if running is not None:
                         started.append((target, entry, running))
-            # rounds over every target in turn, so drift on the machine (other work, thermal) hits them all alike
+            # rounds over every target in turn, so drift on the machine (other work, thermal) hits them all alike;
+            # the targets not being measured are paused, so none of them takes CPU from the one that is
             for round_number in range(options.rounds):
                 for target, entry, running in started:
                     if "error" not in entry:
+                        _only(running, started)
                         _load_round(target, entry, running, loadgen, options, round_number)
             for target, entry, running in started:
                 _summarize(entry)
                 if "error" not in entry:
+                    _only(running, started)
                     _extras(target, entry, running, loadgen, options, results)
         finally:
             for _, _, running in started:
@@ -136,10 +139,20 @@ def _start(target: Target, env: Env, loadgen: LoadGenerator, options: Options
     return entry, running
 
 
+def _only(active: Running, started: list[tuple[Target, dict[str, Any], Running]]) -> None:
+    """Resume `active`, pause every other target this run started (the upstreams always run)."""
+    for _, _, running in started:
+        if running.owned and running is not active:
+            running.service.pause()
+    active.service.resume()
+
+
 def _load_round(target: Target, entry: dict[str, Any], running: Running, loadgen: LoadGenerator, options: Options,
                 round_number: int) -> None:
     log(f"== {target.label}, round {round_number + 1}/{options.rounds}")
     try:
+        if options.warmup_seconds:  # back from a pause: caches and pools warm again before anything is counted
+            loadgen.run(running.url, REQUEST_BODY, 8, options.warmup_seconds, running.headers)
         for connections in options.connections:
             with PeakRss(running.service) as peak:
                 result = loadgen.run(running.url, REQUEST_BODY, connections, options.seconds, running.headers)
