@@ -49,6 +49,7 @@ def run_benchmark(options: Options) -> dict[str, Any]:
         workdir = Path(tmp)
         split = cpu_split() if options.pin else None
         load_cpus, target_cpus = split or (None, None)
+        own_cpus = os.sched_getaffinity(0)
         if load_cpus:  # this process too (RSS sampling, stream clients): the targets' CPUs stay theirs alone
             os.sched_setaffinity(0, {int(c) for c in load_cpus.split(",")})
         loadgen = LoadGenerator(workdir, prefer_wrk=options.use_wrk, cpus=load_cpus)
@@ -95,6 +96,7 @@ def run_benchmark(options: Options) -> dict[str, Any]:
             if upstream is not slow:
                 upstream.stop()
             slow.stop()
+            os.sched_setaffinity(0, own_cpus)
         return results
 
 
