@@ -26,6 +26,7 @@ from gateway.errors import (
 )
 from gateway.router import Router
 from gateway.types import Call, RequestContext
+from tests.support.clock import Clock
 
 
 class Scripted:
@@ -72,13 +73,6 @@ class Scripted:
     async def aclose(self) -> None:
         return None
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_router(

@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from gateway.usage_stats import UsageStats, percentile
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -12,23 +12,11 @@ from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.types import Call, RequestContext
 from policies.auth import AuthPolicy, presented_key
 from policies.key_store import KeyStore, KeyStoreUnavailable
+from tests.support.clock import Clock
 
 MASTER = "sk-master-0123456789"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture()
-async def store(tmp_path: Path):
-    s = KeyStore(str(tmp_path / "state.db"))
-    yield s
-    await s.aclose()
 
 
 def ctx(key: str | None = None, header: str = "authorization", **state: object) -> RequestContext:

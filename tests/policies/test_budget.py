@@ -11,22 +11,7 @@ from gateway.errors import QuotaExceeded
 from gateway.types import Call, KeyInfo, RequestContext, Usage
 from policies.budget import BudgetPolicy
 from policies.key_store import KeyStore, UsageRow
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture()
-async def store(tmp_path: Path):
-    s = KeyStore(str(tmp_path / "state.db"))
-    yield s
-    await s.aclose()
-
+from tests.support.clock import Clock
 
 KEY = KeyInfo(id="key_1", name="ci", budget_usd=1.0)
 
@@ -76,7 +61,7 @@ async def test_requests_without_a_key_are_not_recorded(store: KeyStore) -> None:
 
 
 async def test_a_key_past_its_budget_gets_insufficient_quota(store: KeyStore) -> None:
-    policy = BudgetPolicy(store, flush_seconds=3600, clock=Clock())
+    policy = BudgetPolicy(store, flush_seconds=3600, clock=Clock(0.0))
     for _ in range(3):
         await policy.before(call(), answered())
         await policy.after(call(), {}, answered(cost=0.3))
@@ -99,7 +84,7 @@ async def test_keys_without_a_budget_are_never_refused(store: KeyStore) -> None:
 
 
 async def test_spend_is_not_counted_twice_across_a_flush(store: KeyStore) -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     policy = BudgetPolicy(store, flush_seconds=3600, refresh_seconds=10, clock=clock)
     await store.add_usage([UsageRow("key_1", "mock", 1, 0, 0, 0.5)])  # another worker's spend
     assert await policy.spent("key_1") == pytest.approx(0.5)
@@ -112,7 +97,7 @@ async def test_spend_is_not_counted_twice_across_a_flush(store: KeyStore) -> Non
 
 
 async def test_other_workers_spend_is_seen_after_the_refresh(store: KeyStore) -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     policy = BudgetPolicy(store, refresh_seconds=5, clock=clock)
     await policy.before(call(), answered())
     await store.add_usage([UsageRow("key_1", "mock", 1, 0, 0, 2.0)])
@@ -156,6 +141,6 @@ async def test_aclose_writes_what_is_left(store: KeyStore, tmp_path: Path) -> No
     policy = BudgetPolicy(store, flush_seconds=3600)
     await policy.after(call(), {}, answered())
     await policy.aclose()
-    reopened = KeyStore(str(tmp_path / "state.db"))
+    reopened = KeyStore(str(tmp_path / "state" / "state.db"))
     assert [u.requests for u in await reopened.usage()] == [1]
     await reopened.aclose()

@@ -10,13 +10,6 @@ import pytest
 from policies.key_store import KEY_PREFIX, DuplicateKeyName, KeyStore, UsageRow, hash_key
 
 
-@pytest.fixture()
-async def store(tmp_path: Path):
-    s = KeyStore(str(tmp_path / "state" / "state.db"))
-    yield s
-    await s.aclose()
-
-
 async def test_a_created_key_is_found_by_its_hash_and_never_stored_in_plain(store: KeyStore, tmp_path: Path) -> None:
     record, plain = await store.create("ci", models=["mock", "gpt"], rpm=5, tpm=100, budget_usd=2.5)
     assert plain.startswith(KEY_PREFIX) and len(plain) > 40

@@ -11,14 +11,7 @@ from gateway.tokens import count_call_prompt
 from gateway.types import Call, KeyInfo, RequestContext, Usage
 from policies.rate_counter import InProcessCounter, Limit
 from policies.rate_limit import PerMinute, RateLimitPolicy, duration
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def call(text: str = "hello there", alias: str = "mock", **body: object) -> Call:
@@ -37,7 +30,7 @@ KEY = KeyInfo(id="key_1", name="ci", rpm=2)
 
 
 async def test_take_is_all_or_nothing() -> None:
-    counter = InProcessCounter(Clock())
+    counter = InProcessCounter(Clock(0.0))
     small, big = Limit("a:requests", 1), Limit("b:tokens", 100)
     first = await counter.take([(small, 1), (big, 10)])
     assert [r.denied for r in first] == [False, False] and first[1].remaining == 90
@@ -47,7 +40,7 @@ async def test_take_is_all_or_nothing() -> None:
 
 
 async def test_buckets_refill_at_the_per_minute_pace() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     counter = InProcessCounter(clock)
     limit = Limit("k:requests", 60)  # one a second
     for _ in range(60):
@@ -62,7 +55,7 @@ async def test_buckets_refill_at_the_per_minute_pace() -> None:
 
 
 async def test_settle_can_leave_debt_that_the_refill_pays_back() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     counter = InProcessCounter(clock)
     limit = Limit("k:tokens", 600)  # 10 a second
     await counter.take([(limit, 100)])
@@ -78,7 +71,7 @@ async def test_settle_can_leave_debt_that_the_refill_pays_back() -> None:
 
 
 def policy(clock: Clock | None = None, **kwargs: object) -> RateLimitPolicy:
-    return RateLimitPolicy(InProcessCounter(clock or Clock()), count_call_prompt, **kwargs)  # type: ignore[arg-type]
+    return RateLimitPolicy(InProcessCounter(clock or Clock(0.0)), count_call_prompt, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_no_limits_means_no_work_and_no_headers() -> None:
@@ -89,7 +82,7 @@ async def test_no_limits_means_no_work_and_no_headers() -> None:
 
 
 async def test_a_keys_rpm_admits_its_limit_then_429s_with_retry_after() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     p = policy(clock)
     first = ctx(KEY)
     await p.before(call(), first)
