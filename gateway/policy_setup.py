@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.config import GuardSettings, Settings
+from gateway.config import Settings
 from gateway.errors import UpstreamMalformed
+from gateway.policy_config import GuardSettings
 from gateway.tokens import count_call_prompt
 from gateway.types import Call, Policy, RequestContext
 from policies.auth import AuthPolicy
