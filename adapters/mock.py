@@ -12,13 +12,14 @@ import base64
 import hashlib
 import random
 import struct
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 
-from gateway.config import ProviderSettings
-from gateway.tokens import count_messages, count_prompt, count_text, encoding, message_text
-from gateway.types import Call
+from llm_gateway.config.settings import ProviderSettings
+from llm_gateway.vocab.tokens import count_messages, count_prompt, count_text, encoding, message_text
+from llm_gateway.vocab.types import Call
 
 CREATED = 1735689600  # 2025-01-01T00:00:00Z
 FINGERPRINT = "fp_mock"
@@ -83,16 +84,50 @@ class MockAdapter:
         extra = {"usage": None} if include_usage else {}
         for choice in whole["choices"]:
             index, message = choice["index"], choice["message"]
-            yield {**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}], **extra}
+            yield {
+                **base,
+                "choices": [
+                    {
+                        "index": index,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+                **extra,
+            }
             for piece in _pieces(message.get("content") or ""):
-                yield {**base, "choices": [{"index": index, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}], **extra}
+                yield {
+                    **base,
+                    "choices": [{"index": index, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}],
+                    **extra,
+                }
             for i, tc in enumerate(message.get("tool_calls") or ()):
-                head = {"index": i, "id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"], "arguments": ""}}
-                yield {**base, "choices": [{"index": index, "delta": {"tool_calls": [head]}, "logprobs": None, "finish_reason": None}], **extra}
+                head = {
+                    "index": i,
+                    "id": tc["id"],
+                    "type": "function",
+                    "function": {"name": tc["function"]["name"], "arguments": ""},
+                }
+                yield {
+                    **base,
+                    "choices": [
+                        {"index": index, "delta": {"tool_calls": [head]}, "logprobs": None, "finish_reason": None}
+                    ],
+                    **extra,
+                }
                 for piece in _pieces(tc["function"]["arguments"], size=8):
                     delta = {"tool_calls": [{"index": i, "function": {"arguments": piece}}]}
-                    yield {**base, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}], **extra}
-            yield {**base, "choices": [{"index": index, "delta": {}, "logprobs": None, "finish_reason": choice["finish_reason"]}], **extra}
+                    yield {
+                        **base,
+                        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}],
+                        **extra,
+                    }
+            yield {
+                **base,
+                "choices": [{"index": index, "delta": {}, "logprobs": None, "finish_reason": choice["finish_reason"]}],
+                **extra,
+            }
         if include_usage:
             yield {**base, "choices": [], "usage": whole["usage"]}
 
@@ -123,7 +158,11 @@ class MockAdapter:
         prompts = prompts if isinstance(prompts, list) and prompts and not isinstance(prompts[0], int) else [prompts]
         choices, completion_tokens, index = [], 0, 0
         for prompt in prompts:
-            text = prompt if isinstance(prompt, str) else encoding().decode([t for t in prompt or [] if isinstance(t, int)])
+            text = (
+                prompt
+                if isinstance(prompt, str)
+                else encoding().decode([t for t in prompt or [] if isinstance(t, int)])
+            )
             for _ in range(_n(body)):
                 reply, finish = _truncate(f" Mock completion of: {text[-200:]}", body, default_max=16)
                 if body.get("echo"):
@@ -146,8 +185,16 @@ class MockAdapter:
         base = {"id": whole["id"], "object": "text_completion", "created": CREATED, "model": whole["model"]}
         for choice in whole["choices"]:
             for piece in _pieces(choice["text"]):
-                yield {**base, "choices": [{"text": piece, "index": choice["index"], "logprobs": None, "finish_reason": None}]}
-            yield {**base, "choices": [{"text": "", "index": choice["index"], "logprobs": None, "finish_reason": choice["finish_reason"]}]}
+                yield {
+                    **base,
+                    "choices": [{"text": piece, "index": choice["index"], "logprobs": None, "finish_reason": None}],
+                }
+            yield {
+                **base,
+                "choices": [
+                    {"text": "", "index": choice["index"], "logprobs": None, "finish_reason": choice["finish_reason"]}
+                ],
+            }
         if (call.body.get("stream_options") or {}).get("include_usage"):
             yield {**base, "choices": [], "usage": whole["usage"]}
 
@@ -233,7 +280,11 @@ def _pieces(text: str, size: int = 4) -> list[str]:
 
 
 def _wanted_tool(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any] | None:
-    tools = [t.get("function") or {} for t in body.get("tools") or () if isinstance(t, dict) and t.get("type", "function") == "function"]
+    tools = [
+        t.get("function") or {}
+        for t in body.get("tools") or ()
+        if isinstance(t, dict) and t.get("type", "function") == "function"
+    ]
     if not tools or (messages and messages[-1].get("role") == "tool"):
         return None
     choice = body.get("tool_choice")

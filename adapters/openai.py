@@ -6,15 +6,17 @@ Bodies pass through untouched but for the upstream model name; the provider's ke
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import orjson
 
-from adapters.http import CONTEXT_MARKERS, iter_sse, make_client, parse_json, status_error, transport_error
-from gateway.config import ProviderSettings
-from gateway.errors import UpstreamError, UpstreamMalformed, UpstreamStatusError
-from gateway.types import Call
+from llm_gateway.adapters.http import CONTEXT_MARKERS, iter_sse, make_client, parse_json, status_error, transport_error
+from llm_gateway.config.settings import ProviderSettings
+from llm_gateway.vocab.errors import UpstreamError, UpstreamMalformed, UpstreamStatusError
+from llm_gateway.vocab.types import Call
+
 
 class OpenAIAdapter:
     def __init__(self, settings: ProviderSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
@@ -89,7 +91,9 @@ class OpenAIAdapter:
         try:
             if response.status_code >= 400:
                 body = await response.aread()
-                raise status_error(self.name, response.status_code, body, response.headers, context_markers=CONTEXT_MARKERS)
+                raise status_error(
+                    self.name, response.status_code, body, response.headers, context_markers=CONTEXT_MARKERS
+                )
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 # a server that ignored "stream": answer whole; relay it as a body-shaped error or a parsed chunk
                 body = await response.aread()

@@ -98,13 +98,19 @@ def write(directory: Path, text: str) -> Path:
 
 
 def gateway_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gateway", *args]
+    return [sys.executable, "-m", "llm_gateway", *args]
 
 
 def check(config: Path) -> str | None:
     """None when `gateway check` accepts the config; otherwise why not (the feature is not in this checkout)."""
-    done = subprocess.run(gateway_command("check", "--config", str(config)), capture_output=True, text=True,
-                          cwd=config.parent, timeout=60, check=False)
+    done = subprocess.run(
+        gateway_command("check", "--config", str(config)),
+        capture_output=True,
+        text=True,
+        cwd=config.parent,
+        timeout=60,
+        check=False,
+    )
     if done.returncode == 0:
         return None
     problems = [line.strip() for line in done.stderr.splitlines() if line.strip().startswith("-")]
@@ -113,6 +119,12 @@ def check(config: Path) -> str | None:
 
 def create_key(config: Path) -> str:
     """A virtual key for the bench, made the way an operator makes one."""
-    done = subprocess.run(gateway_command("keys", "create", "--config", str(config), "--name", BENCH_KEY_NAME, "--json"),
-                          capture_output=True, text=True, cwd=config.parent, timeout=60, check=True)
+    done = subprocess.run(
+        gateway_command("keys", "create", "--config", str(config), "--name", BENCH_KEY_NAME, "--json"),
+        capture_output=True,
+        text=True,
+        cwd=config.parent,
+        timeout=60,
+        check=True,
+    )
     return json.loads(done.stdout)["key"]

@@ -38,16 +38,32 @@ class LoadGenerator:
 
     def _wrk(self, url: str, body: bytes, connections: int, seconds: float, headers: dict[str, str]) -> LoadResult:
         script = self.workdir / "post.lua"
-        lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(body)}",
-                 'wrk.headers["Content-Type"] = "application/json"']
+        lines = [
+            'wrk.method = "POST"',
+            f"wrk.body = {_lua_string(body)}",
+            'wrk.headers["Content-Type"] = "application/json"',
+        ]
         lines += [f"wrk.headers[{_lua_string(k.encode())}] = {_lua_string(v.encode())}" for k, v in headers.items()]
         script.write_text("\n".join(lines) + "\n")
         duration = max(1, round(seconds))
-        argv = [self.wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s", "-s", str(script),
-                url]
+        argv = [
+            self.wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ]
         out = subprocess.run(
             pinned(argv, self.cpus),
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
         ).stdout
         return parse_wrk(out)
 
@@ -55,9 +71,23 @@ class LoadGenerator:
         body_file = self.workdir / "body.json"
         body_file.write_bytes(body)
         out = subprocess.run(
-            pinned([sys.executable, "-m", "bench.pyload", url, str(connections), str(seconds), str(body_file),
-                    *(f"{k}: {v}" for k, v in headers.items())], self.cpus),
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
+            pinned(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.pyload",
+                    url,
+                    str(connections),
+                    str(seconds),
+                    str(body_file),
+                    *(f"{k}: {v}" for k, v in headers.items()),
+                ],
+                self.cpus,
+            ),
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
         ).stdout
         return LoadResult(**json.loads(out))
 
@@ -74,8 +104,9 @@ def parse_wrk(out: str) -> LoadResult:
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if socket:
         errors += sum(int(n) for n in socket.groups())
-    return LoadResult(requests=requests, rps=rps, p50_ms=percentiles.get("50", 0.0), p99_ms=percentiles.get("99", 0.0),
-                      errors=errors)
+    return LoadResult(
+        requests=requests, rps=rps, p50_ms=percentiles.get("50", 0.0), p99_ms=percentiles.get("99", 0.0), errors=errors
+    )
 
 
 def _ms(value: str, unit: str) -> float:

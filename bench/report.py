@@ -21,17 +21,25 @@ def summary_table(results: dict[str, Any]) -> Table:
     for key, entry in results["targets"].items():
         load = entry.get("load", {})
         if entry.get("skipped") or not load:
-            rows.append([entry["label"], *("-" for _ in conns), "-", "-", "-",
-                         entry.get("skipped") or entry.get("error", "")])
+            rows.append(
+                [entry["label"], *("-" for _ in conns), "-", "-", "-", entry.get("skipped") or entry.get("error", "")]
+            )
             continue
         first = load.get(str(conns[0]), {})
         base = direct.get(str(conns[0]))
         added = f"{first['p50_ms'] - base['p50_ms']:+.3f}" if base and first and key != "direct" else "-"
         errors = sum(row["errors"] for row in load.values())
         note = f"{errors} errors" if errors else entry.get("error", "")
-        rows.append([entry["label"], *(_k(load[str(c)]["rps"]) if str(c) in load else "-" for c in conns),
-                     f"{first.get('p50_ms', 0):.3f}", added,
-                     f"{max(row['peak_rss_mb'] for row in load.values()):.0f}", note])
+        rows.append(
+            [
+                entry["label"],
+                *(_k(load[str(c)]["rps"]) if str(c) in load else "-" for c in conns),
+                f"{first.get('p50_ms', 0):.3f}",
+                added,
+                f"{max(row['peak_rss_mb'] for row in load.values()):.0f}",
+                note,
+            ]
+        )
     return header, rows
 
 
@@ -43,8 +51,18 @@ def detail_table(results: dict[str, Any]) -> Table:
         for c, row in entry.get("load", {}).items():
             base = direct.get(c)
             added = f"{row['p50_ms'] - base['p50_ms']:+.3f}" if base and key != "direct" else "-"
-            rows.append([entry["label"], c, f"{row['rps']:.0f}", f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}", added,
-                         f"{row['peak_rss_mb']:.0f}", str(row["errors"])])
+            rows.append(
+                [
+                    entry["label"],
+                    c,
+                    f"{row['rps']:.0f}",
+                    f"{row['p50_ms']:.3f}",
+                    f"{row['p99_ms']:.3f}",
+                    added,
+                    f"{row['peak_rss_mb']:.0f}",
+                    str(row["errors"]),
+                ]
+            )
     return header, rows
 
 
@@ -54,21 +72,32 @@ def stream_table(results: dict[str, Any]) -> Table:
     for entry in results["targets"].values():
         s = entry.get("stream")
         if s:
-            rows.append([entry["label"], f"{s['ttfb_ms']:.2f}", f"{s['stream_ms']:.2f}", f"{s['chunks_per_s']:.0f}",
-                         f"{s['chunks_per_s_8_streams']:.0f}"])
+            rows.append(
+                [
+                    entry["label"],
+                    f"{s['ttfb_ms']:.2f}",
+                    f"{s['stream_ms']:.2f}",
+                    f"{s['chunks_per_s']:.0f}",
+                    f"{s['chunks_per_s_8_streams']:.0f}",
+                ]
+            )
     return header, rows
 
 
 def workers_scaling(results: dict[str, Any]) -> list[tuple[int, float]]:
     one = results["targets"].get("gateway-off", {}).get("load", {})
     two = results["targets"].get("gateway-workers2", {}).get("load", {})
-    return [(c, two[str(c)]["rps"] / one[str(c)]["rps"]) for c in results["connections"]
-            if str(c) in one and str(c) in two and one[str(c)]["rps"]]
+    return [
+        (c, two[str(c)]["rps"] / one[str(c)]["rps"])
+        for c in results["connections"]
+        if str(c) in one and str(c) in two and one[str(c)]["rps"]
+    ]
 
 
 def verdict_table(results: dict[str, Any]) -> Table:
-    return ["target", "wanted", "measured", "status"], [[v.target, v.wanted, v.measured, v.status]
-                                                        for v in verdicts(results)]
+    return ["target", "wanted", "measured", "status"], [
+        [v.target, v.wanted, v.measured, v.status] for v in verdicts(results)
+    ]
 
 
 def text(table: Table) -> str:
@@ -92,29 +121,44 @@ def markdown(table: Table) -> str:
 def _cpus_line(cpus: dict[str, Any] | None) -> str:
     if not cpus:
         return "cpus: not pinned (one CPU, no taskset, or --no-pin)"
-    return (f"cpus: load generator and upstream on {cpus['load_and_upstream']}, each one-worker target on "
-            f"{cpus['targets']}; --workers 2 on all")
+    return (
+        f"cpus: load generator and upstream on {cpus['load_and_upstream']}, each one-worker target on "
+        f"{cpus['targets']}; --workers 2 on all"
+    )
 
 
 def full_report(results: dict[str, Any], render=text) -> str:
     m = results["machine"]
     parts = [
         f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}",
-        (f"load: {results['loadgen']}, {results['seconds']:g}s per point, median of {results.get('rounds', 1)} "
-         f"round(s); upstream: {results['upstream']}"),
+        (
+            f"load: {results['loadgen']}, {results['seconds']:g}s per point, median of {results.get('rounds', 1)} "
+            f"round(s); upstream: {results['upstream']}"
+        ),
         _cpus_line(results.get("cpus")),
-        "", render(summary_table(results)), "", render(detail_table(results)),
+        "",
+        render(summary_table(results)),
+        "",
+        render(detail_table(results)),
     ]
     streams = stream_table(results)
     if streams[1]:
         parts += ["", render(streams)]
     opened = results["targets"].get("gateway-off", {}).get("open_streams")
     if opened:
-        parts += ["", (f"open streams (gateway, policies off): {opened['opened']}/{opened['streams']} open, "
-                       f"RSS {opened['idle_rss_mb']:.1f} MB idle -> {opened['rss_mb']:.1f} MB, "
-                       f"{opened['failed']} failed")]
-    native = [f"{e['label']}: {', '.join(e['native']) or 'neither'}" for e in results["targets"].values()
-              if e.get("native") is not None and "gateway" in e["label"]]
+        parts += [
+            "",
+            (
+                f"open streams (gateway, policies off): {opened['opened']}/{opened['streams']} open, "
+                f"RSS {opened['idle_rss_mb']:.1f} MB idle -> {opened['rss_mb']:.1f} MB, "
+                f"{opened['failed']} failed"
+            ),
+        ]
+    native = [
+        f"{e['label']}: {', '.join(e['native']) or 'neither'}"
+        for e in results["targets"].values()
+        if e.get("native") is not None and "gateway" in e["label"]
+    ]
     if native:
         parts += ["", "uvloop/httptools loaded: " + "; ".join(native)]
     scaling = workers_scaling(results)
@@ -122,8 +166,15 @@ def full_report(results: dict[str, Any], render=text) -> str:
         parts += ["", "gateway --workers 2 over one worker: " + ", ".join(f"{r:.2f}x at c={c}" for c, r in scaling)]
     leak = results.get("leak")
     if leak:
-        series = ", ".join(f"{n // 1000}k: {rss:.1f}" for n, rss in leak["samples"][:: max(1, len(leak['samples']) // 10)])
-        parts += ["", (f"leak check ({leak['target']}): {leak['requests']} requests, RSS MB {series}; "
-                       f"growth {leak['growth_mb']:+.1f} MB after warm-up")]
+        series = ", ".join(
+            f"{n // 1000}k: {rss:.1f}" for n, rss in leak["samples"][:: max(1, len(leak["samples"]) // 10)]
+        )
+        parts += [
+            "",
+            (
+                f"leak check ({leak['target']}): {leak['requests']} requests, RSS MB {series}; "
+                f"growth {leak['growth_mb']:+.1f} MB after warm-up"
+            ),
+        ]
     parts += ["", render(verdict_table(results))]
     return "\n".join(parts)

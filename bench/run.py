@@ -102,8 +102,13 @@ def run_benchmark(options: Options) -> dict[str, Any]:
 
 def start_python_upstream(workdir: Path, cpus: str | None = None) -> Service:
     port = free_port()
-    service = Service("python-upstream", [sys.executable, "-m", "bench.upstream_app", str(port)], port=port,
-                      log=workdir / "python-upstream.log", cpus=cpus)
+    service = Service(
+        "python-upstream",
+        [sys.executable, "-m", "bench.upstream_app", str(port)],
+        port=port,
+        log=workdir / "python-upstream.log",
+        cpus=cpus,
+    )
     service.wait_ready(30)
     return service
 
@@ -117,8 +122,7 @@ def start_nginx_upstream(workdir: Path, cpus: str | None = None) -> Service:
     return service
 
 
-def _start(target: Target, env: Env, loadgen: LoadGenerator, options: Options
-           ) -> tuple[dict[str, Any], Running | None]:
+def _start(target: Target, env: Env, loadgen: LoadGenerator, options: Options) -> tuple[dict[str, Any], Running | None]:
     entry: dict[str, Any] = {"label": target.label, "skipped": None, "load": {}, "rounds": {}}
     log(f"== starting {target.label}")
     try:
@@ -149,8 +153,9 @@ def _only(active: Running, started: list[tuple[Target, dict[str, Any], Running]]
     active.service.resume()
 
 
-def _load_round(target: Target, entry: dict[str, Any], running: Running, loadgen: LoadGenerator, options: Options,
-                round_number: int) -> None:
+def _load_round(
+    target: Target, entry: dict[str, Any], running: Running, loadgen: LoadGenerator, options: Options, round_number: int
+) -> None:
     log(f"== {target.label}, round {round_number + 1}/{options.rounds}")
     try:
         if options.warmup_seconds:  # back from a pause: caches and pools warm again before anything is counted
@@ -159,8 +164,11 @@ def _load_round(target: Target, entry: dict[str, Any], running: Running, loadgen
             with PeakRss(running.service) as peak:
                 result = loadgen.run(running.url, REQUEST_BODY, connections, options.seconds, running.headers)
             entry["rounds"].setdefault(str(connections), []).append({**asdict(result), "peak_rss_mb": peak.bytes / MB})
-            log(f"   c={connections:<3} {result.rps:9.0f} req/s  p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f} ms"
-                f"  rss {peak.bytes / MB:6.1f} MB  errors {result.errors}")
+            log(
+                f"   c={connections:<3} {result.rps:9.0f} req/s"
+                f"  p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f} ms"
+                f"  rss {peak.bytes / MB:6.1f} MB  errors {result.errors}"
+            )
     except Exception as exc:  # noqa: BLE001
         _failed(entry, running, exc)
 
@@ -178,17 +186,26 @@ def _summarize(entry: dict[str, Any]) -> None:
         }
 
 
-def _extras(target: Target, entry: dict[str, Any], running: Running, loadgen: LoadGenerator, options: Options,
-            results: dict[str, Any]) -> None:
+def _extras(
+    target: Target,
+    entry: dict[str, Any],
+    running: Running,
+    loadgen: LoadGenerator,
+    options: Options,
+    results: dict[str, Any],
+) -> None:
     """Streams, open streams and the leak check, after the rounds."""
     try:
         if options.streams and running.stream is not None:
             entry["stream"] = stream_figures(running.service.url, running.stream, running.headers, options.stream_runs)
-            log(f"== {target.label}: stream ttfb {entry['stream']['ttfb_ms']:.2f} ms, "
-                f"{entry['stream']['chunks_per_s']:.0f} chunks/s")
+            log(
+                f"== {target.label}: stream ttfb {entry['stream']['ttfb_ms']:.2f} ms, "
+                f"{entry['stream']['chunks_per_s']:.0f} chunks/s"
+            )
         if options.streams and options.open_streams and running.slow_stream is not None and target.key == "gateway-off":
-            entry["open_streams"] = open_streams(running.service.url, running.slow_stream, running.headers,
-                                                 running.service, options.open_streams)
+            entry["open_streams"] = open_streams(
+                running.service.url, running.slow_stream, running.headers, running.service, options.open_streams
+            )
             log(f"   {entry['open_streams']['opened']} open streams: rss {entry['open_streams']['rss_mb']:.1f} MB")
         if options.leak_requests and target.key == _leak_target(options):
             results["leak"] = _leak_check(target, running, loadgen, options.leak_requests)
@@ -217,15 +234,25 @@ def _leak_check(target: Target, running: Running, loadgen: LoadGenerator, total:
     # the first slices fill pools and caches; growth is judged from the first sample past 10% of the requests
     base = next(rss for n, rss in samples if n >= total * 0.1)
     log(f"   leak check: {served} requests, rss {base:.1f} -> {samples[-1][1]:.1f} MB")
-    return {"target": target.key, "requests": served, "errors": errors, "samples": samples,
-            "baseline_rss_mb": base, "final_rss_mb": samples[-1][1], "growth_mb": samples[-1][1] - base}
+    return {
+        "target": target.key,
+        "requests": served,
+        "errors": errors,
+        "samples": samples,
+        "baseline_rss_mb": base,
+        "final_rss_mb": samples[-1][1],
+        "growth_mb": samples[-1][1] - base,
+    }
 
 
 def machine() -> dict[str, Any]:
     cpu = ""
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     memory_kb = 0
@@ -236,7 +263,15 @@ def machine() -> dict[str, Any]:
     versions = {}
     for tool, args in (("nginx", ["-v"]), ("wrk", ["-v"])):
         if shutil.which(tool) or (tool == "nginx" and nginx.nginx_binary()):
-            done = subprocess.run([shutil.which(tool) or nginx.nginx_binary(), *args], capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                [shutil.which(tool) or nginx.nginx_binary(), *args], capture_output=True, text=True, check=False
+            )
             versions[tool] = (done.stdout + done.stderr).strip().splitlines()[0]
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory_kb / 2**20, 1),
-            "kernel": platform.release(), "python": platform.python_version(), **versions}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        **versions,
+    }

@@ -14,9 +14,9 @@ import hmac
 import time
 from collections.abc import Callable
 
-from gateway.errors import AuthenticationFailed, PermissionDenied
-from gateway.types import BasePolicy, Call, KeyInfo, RequestContext
-from policies.key_store import KeyRecord, KeyStore, hash_key
+from llm_gateway.policies.key_store import KeyRecord, KeyStore, hash_key
+from llm_gateway.vocab.errors import AuthenticationFailed, PermissionDenied
+from llm_gateway.vocab.types import BasePolicy, Call, KeyInfo, RequestContext
 
 MASTER = KeyInfo(id="master", name="master", is_master=True)
 MAX_CACHED_KEYS = 10_000  # a bound on memory under a flood of made-up keys; cleared, not grown, past it

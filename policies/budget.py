@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.errors import QuotaExceeded
-from gateway.types import BasePolicy, Call, RequestContext
-from policies.key_store import KeyStore, UsageRow
+from llm_gateway.policies.key_store import KeyStore, UsageRow
+from llm_gateway.vocab.errors import QuotaExceeded
+from llm_gateway.vocab.types import BasePolicy, Call, RequestContext
 
 log = logging.getLogger("gateway.policy")
 _RECORDED = "budget.recorded"

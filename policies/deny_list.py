@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from gateway.errors import ContentPolicyViolation
-from gateway.types import Call, RequestContext
-from policies.output_guard import OutputGuard
-from policies.text_filter import Scan, Span
-from policies.text_parts import call_texts
+from llm_gateway.policies.output_guard import OutputGuard
+from llm_gateway.policies.text_filter import Scan, Span
+from llm_gateway.policies.text_parts import call_texts
+from llm_gateway.vocab.errors import ContentPolicyViolation
+from llm_gateway.vocab.types import Call, RequestContext
 
 
 class DenyList:

@@ -10,9 +10,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.errors import ContentPolicyViolation
-from gateway.types import BasePolicy, Call, RequestContext
-from policies.text_parts import call_texts
+from llm_gateway.policies.text_parts import call_texts
+from llm_gateway.vocab.errors import ContentPolicyViolation
+from llm_gateway.vocab.types import BasePolicy, Call, RequestContext
 
 # (gate, pattern): a pattern runs only when one of its gate words is in the lower-cased text. Python's re has no
 # fast path for an alternation starting with \b (~0.3 ms per KB for these), while `in` on a string costs microseconds.

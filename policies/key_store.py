@@ -20,9 +20,9 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from gateway.errors import ServiceUnavailable
-from gateway.sqlite import connect_sqlite
-from gateway.types import KeyInfo
+from llm_gateway.vocab.errors import ServiceUnavailable
+from llm_gateway.vocab.sqlite import connect_sqlite
+from llm_gateway.vocab.types import KeyInfo
 
 log = logging.getLogger("gateway.policy")
 KEY_PREFIX = "sk-gw-"

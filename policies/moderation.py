@@ -11,9 +11,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.errors import ContentPolicyViolation, GatewayError, ServiceUnavailable
-from gateway.types import BasePolicy, Call, RequestContext
-from policies.text_parts import call_texts
+from llm_gateway.policies.text_parts import call_texts
+from llm_gateway.vocab.errors import ContentPolicyViolation, GatewayError, ServiceUnavailable
+from llm_gateway.vocab.types import BasePolicy, Call, RequestContext
 
 log = logging.getLogger("gateway.policy")
 

@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.types import BasePolicy, Call, RequestContext
-from policies.text_filter import HoldBack, Scan, filter_whole
-from policies.text_parts import answer_text_field, choice_text, with_choice_text
+from llm_gateway.policies.text_filter import HoldBack, Scan, filter_whole
+from llm_gateway.policies.text_parts import answer_text_field, choice_text, with_choice_text
+from llm_gateway.vocab.types import BasePolicy, Call, RequestContext
 
 log = logging.getLogger("gateway.policy")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from gateway.errors import ContentPolicyViolation
-from gateway.types import Call, RequestContext
-from policies.output_guard import OutputGuard
-from policies.pii_patterns import PiiDetector
-from policies.text_filter import Scan, Span
-from policies.text_parts import call_texts, rewrite_call
+from llm_gateway.policies.output_guard import OutputGuard
+from llm_gateway.policies.pii_patterns import PiiDetector
+from llm_gateway.policies.text_filter import Scan, Span
+from llm_gateway.policies.text_parts import call_texts, rewrite_call
+from llm_gateway.vocab.errors import ContentPolicyViolation
+from llm_gateway.vocab.types import Call, RequestContext
 
 
 @dataclass(slots=True)

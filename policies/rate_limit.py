@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import RateLimited
-from gateway.types import BasePolicy, Call, KeyInfo, RequestContext
-from policies.rate_counter import Limit, RateCounter, Reading
+from llm_gateway.policies.rate_counter import Limit, RateCounter, Reading
+from llm_gateway.vocab.errors import RateLimited
+from llm_gateway.vocab.types import BasePolicy, Call, KeyInfo, RequestContext
 
 _PENDING = "rate_limit.tokens"  # ctx.state: (token limits drawn from, tokens drawn)
 _SCOPE_CACHE_SIZE = 10_000  # (alias, key) pairs; cleared when full, rebuilt as requests come

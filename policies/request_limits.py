@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from gateway.errors import InvalidRequest
-from gateway.types import BasePolicy, Call, RequestContext
+from llm_gateway.vocab.errors import InvalidRequest
+from llm_gateway.vocab.types import BasePolicy, Call, RequestContext
 
 # always allowed, whatever an alias's allowed_params says: the gateway itself needs them
 _CORE_PARAMS = frozenset({"model", "messages", "prompt", "input", "stream", "stream_options"})

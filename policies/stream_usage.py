@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from gateway.types import BasePolicy, Call, RequestContext
+from llm_gateway.vocab.types import BasePolicy, Call, RequestContext
 
 _ADDED = "stream_usage.added"
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from gateway.types import Call
+from llm_gateway.vocab.types import Call
 
 Rewrite = Callable[[str], str]
 

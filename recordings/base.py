@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.types import Call, RequestContext
+from llm_gateway.vocab.types import Call, RequestContext
 
 SendUpstream = Callable[[Call, RequestContext], Awaitable[dict[str, Any]]]
 StreamUpstream = Callable[[Call, RequestContext], Awaitable[AsyncIterator[dict[str, Any]]]]

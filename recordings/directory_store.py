@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-from recordings.model import CorruptRecording, Recording
+from llm_gateway.recordings.model import CorruptRecording, Recording
 
 log = logging.getLogger("gateway.recordings")
 

@@ -2,8 +2,8 @@
 
 A recording holds the normalized request it answers, its answer, and metadata. The answer is an upstream `error`, or
 a whole `response` and/or a stream's `chunks` (each with the delay before it): `stream` is not part of the key, so a
-request recorded both ways keeps both shapes, and each is replayed as it was received. It never holds client headers or keys: a Call
-carries none, and nothing else is written.
+request recorded both ways keeps both shapes, and each is replayed as it was received. It never holds client headers
+or keys: a Call carries none, and nothing else is written.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ class Recording:
         return orjson.loads(self._response_bytes)
 
     def keeping_other_shape(self, older: Recording | None) -> Recording:
-        """This new recording plus the shape of answer (whole or stream) that `older`, of the same key, has and it lacks."""
+        """This new recording plus the shape of answer (whole or stream) that `older`, of the same key, has and this
+        one lacks."""
         if older is None or self.error is not None or older.error is not None:
             return self
         if self.response is None and older.response is not None:
@@ -144,7 +145,9 @@ class Recording:
                     stream=bool(meta.get("stream", False)),
                 ),
                 response=_object_or_none(data.get("response"), "response"),
-                chunks=None if chunks is None else [Chunk(float(c["delay"]), _object(c["data"], "chunk")) for c in chunks],
+                chunks=None
+                if chunks is None
+                else [Chunk(float(c["delay"]), _object(c["data"], "chunk")) for c in chunks],
                 error=_object_or_none(data.get("error"), "error"),
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -15,15 +15,15 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError, RecordingNotFound, ServiceUnavailable, UpstreamError
-from gateway.types import Call, RequestContext
-from recordings.base import RecorderCounters, SendUpstream, StreamUpstream
-from recordings.diff import differences
-from recordings.keys import KeyMaker, NormalizedRequest
-from recordings.model import Chunk, CorruptRecording, Meta, Recording
-from recordings.nearest import NearestIndex
-from recordings.store import Store
-from recordings.streams import aggregate, fit_usage, synthesize
+from llm_gateway.recordings.base import RecorderCounters, SendUpstream, StreamUpstream
+from llm_gateway.recordings.diff import differences
+from llm_gateway.recordings.keys import KeyMaker, NormalizedRequest
+from llm_gateway.recordings.model import Chunk, CorruptRecording, Meta, Recording
+from llm_gateway.recordings.nearest import NearestIndex
+from llm_gateway.recordings.store import Store
+from llm_gateway.recordings.streams import aggregate, fit_usage, synthesize
+from llm_gateway.vocab.errors import GatewayError, RecordingNotFound, ServiceUnavailable, UpstreamError
+from llm_gateway.vocab.types import Call, RequestContext
 
 log = logging.getLogger("gateway.recordings")
 MODES = ("record", "replay", "auto")

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Iterable
 import aiosqlite
 import orjson
 
-from gateway.sqlite import connect_sqlite
-from recordings.model import CorruptRecording, Recording
+from llm_gateway.recordings.model import CorruptRecording, Recording
+from llm_gateway.vocab.sqlite import connect_sqlite
 
 log = logging.getLogger("gateway.recordings")
 

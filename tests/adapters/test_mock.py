@@ -5,21 +5,34 @@ from __future__ import annotations
 import base64
 import struct
 
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types import Completion, CreateEmbeddingResponse
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from adapters.mock import MockAdapter
-from gateway.config import ProviderSettings
-from gateway.types import Call
+from llm_gateway.adapters.mock import MockAdapter
+from llm_gateway.config.settings import ProviderSettings
+from llm_gateway.vocab.types import Call
 
 ADAPTER = MockAdapter(ProviderSettings(name="mock", type="mock", embedding_dim=16))
-TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {
-    "type": "object", "properties": {"term": {"type": "string"}, "limit": {"type": "integer"}}, "required": ["term"]}}}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "parameters": {
+            "type": "object",
+            "properties": {"term": {"type": "string"}, "limit": {"type": "integer"}},
+            "required": ["term"],
+        },
+    },
+}
 
 
 def chat(**body) -> Call:
-    return Call(kind="chat", alias="mock", body={"model": "mock", "messages": [{"role": "user", "content": "hi there"}], **body},
-                model="mock-1")
+    return Call(
+        kind="chat",
+        alias="mock",
+        body={"model": "mock", "messages": [{"role": "user", "content": "hi there"}], **body},
+        model="mock-1",
+    )
 
 
 async def test_same_request_same_answer_and_sdk_shape() -> None:
@@ -44,8 +57,13 @@ async def test_n_choices_differ() -> None:
 async def test_tool_call_only_when_asked() -> None:
     plain = await ADAPTER.chat(chat(tools=[TOOL]))
     assert plain["choices"][0]["finish_reason"] == "stop"
-    named = await ADAPTER.chat(Call(kind="chat", alias="mock", body={
-        "model": "mock", "messages": [{"role": "user", "content": "please lookup cats"}], "tools": [TOOL]}))
+    named = await ADAPTER.chat(
+        Call(
+            kind="chat",
+            alias="mock",
+            body={"model": "mock", "messages": [{"role": "user", "content": "please lookup cats"}], "tools": [TOOL]},
+        )
+    )
     calls = named["choices"][0]["message"]["tool_calls"]
     assert calls[0]["function"]["name"] == "lookup" and '"term"' in calls[0]["function"]["arguments"]
     forced = await ADAPTER.chat(chat(tools=[TOOL], tool_choice="required"))
@@ -65,7 +83,9 @@ async def test_stream_chunks_validate_and_join_to_the_whole() -> None:
 
 
 async def test_completions_echo_and_token_prompts() -> None:
-    result = await ADAPTER.complete(Call(kind="completion", alias="mock", body={"prompt": "abc", "echo": True, "max_tokens": 50}))
+    result = await ADAPTER.complete(
+        Call(kind="completion", alias="mock", body={"prompt": "abc", "echo": True, "max_tokens": 50})
+    )
     Completion.model_validate(result)
     assert result["choices"][0]["text"].startswith("abc")
     tokens = await ADAPTER.complete(Call(kind="completion", alias="mock", body={"prompt": [1, 2, 3]}))
@@ -77,6 +97,8 @@ async def test_embeddings_are_unit_vectors_in_float_or_base64() -> None:
     CreateEmbeddingResponse.model_validate(floats)
     vector = floats["data"][0]["embedding"]
     assert len(vector) == 16 and abs(sum(v * v for v in vector) - 1) < 1e-9
-    encoded = await ADAPTER.embed(Call(kind="embedding", alias="mock", body={"input": "a", "encoding_format": "base64", "dimensions": 4}))
+    encoded = await ADAPTER.embed(
+        Call(kind="embedding", alias="mock", body={"input": "a", "encoding_format": "base64", "dimensions": 4})
+    )
     decoded = struct.unpack("<4f", base64.b64decode(encoded["data"][0]["embedding"]))
     assert len(decoded) == 4

@@ -10,9 +10,9 @@ import orjson
 import pytest
 import respx
 
-from adapters.openai import OpenAIAdapter
-from gateway.config import ProviderSettings, Timeouts
-from gateway.errors import (
+from llm_gateway.adapters.openai import OpenAIAdapter
+from llm_gateway.config.settings import ProviderSettings, Timeouts
+from llm_gateway.vocab.errors import (
     UpstreamError,
     UpstreamMalformed,
     UpstreamRateLimited,
@@ -20,12 +20,17 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.types import Call
+from llm_gateway.vocab.types import Call
 
 BASE = "https://openai.test/v1"
 COMPLETION = {
-    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-x",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "logprobs": None, "finish_reason": "stop"}],
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-x",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "logprobs": None, "finish_reason": "stop"}
+    ],
     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
 }
 
@@ -38,8 +43,14 @@ def upstream() -> Iterator[respx.MockRouter]:
 
 @pytest.fixture()
 def adapter(upstream: respx.MockRouter) -> OpenAIAdapter:
-    settings = ProviderSettings(name="up", type="openai", base_url=BASE, api_key="sk-provider", headers={"x-org": "o1"},
-                                timeouts=Timeouts(total=5))
+    settings = ProviderSettings(
+        name="up",
+        type="openai",
+        base_url=BASE,
+        api_key="sk-provider",
+        headers={"x-org": "o1"},
+        timeouts=Timeouts(total=5),
+    )
     return OpenAIAdapter(settings, transport=httpx.MockTransport(upstream.async_handler))
 
 
@@ -53,11 +64,18 @@ def sse(*events: Any) -> bytes:
 
 
 def chunk(content: str, finish: str | None = None) -> dict[str, Any]:
-    return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-x",
-            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]}
+    return {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-x",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
+    }
 
 
-async def test_body_passes_through_with_the_upstream_model_and_provider_key(adapter: OpenAIAdapter, upstream: respx.MockRouter) -> None:
+async def test_body_passes_through_with_the_upstream_model_and_provider_key(
+    adapter: OpenAIAdapter, upstream: respx.MockRouter
+) -> None:
     upstream.post("/chat/completions").respond(json=COMPLETION)
     call = chat(temperature=0.3, tools=[{"type": "function", "function": {"name": "f"}}], some_future_field={"a": 1})
     assert await adapter.chat(call) == COMPLETION
@@ -77,10 +95,17 @@ async def test_stream_relays_chunks_until_done(adapter: OpenAIAdapter, upstream:
     assert upstream.calls.last.request.headers["accept"] == "text/event-stream"
 
 
-async def test_include_usage_is_asked_upstream_and_the_usage_chunk_relayed(adapter: OpenAIAdapter,
-                                                                          upstream: respx.MockRouter) -> None:
-    usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-x", "choices": [],
-             "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
+async def test_include_usage_is_asked_upstream_and_the_usage_chunk_relayed(
+    adapter: OpenAIAdapter, upstream: respx.MockRouter
+) -> None:
+    usage = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-x",
+        "choices": [],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }
     body = sse(chunk("Hi"), chunk("", "stop"), usage, b"[DONE]")
     upstream.post("/chat/completions").respond(content=body, headers={"content-type": "text/event-stream"})
     chunks = [c async for c in adapter.stream_chat(chat(stream=True, stream_options={"include_usage": True}))]
@@ -90,29 +115,97 @@ async def test_include_usage_is_asked_upstream_and_the_usage_chunk_relayed(adapt
 
 async def test_sse_events_split_across_reads_and_crlf(adapter: OpenAIAdapter, upstream: respx.MockRouter) -> None:
     raw = sse(chunk("a"), chunk("b")).replace(b"\n", b"\r\n") + b": keep-alive\r\n\r\ndata: [DONE]\r\n\r\n"
-    pieces = [raw[i:i + 7] for i in range(0, len(raw), 7)]
-    upstream.post("/chat/completions").respond(stream=httpx.ByteStream(b"".join(pieces)), headers={"content-type": "text/event-stream"})
+    pieces = [raw[i : i + 7] for i in range(0, len(raw), 7)]
+    upstream.post("/chat/completions").respond(
+        stream=httpx.ByteStream(b"".join(pieces)), headers={"content-type": "text/event-stream"}
+    )
     chunks = [c async for c in adapter.stream_chat(chat(stream=True))]
     assert [c["choices"][0]["delta"]["content"] for c in chunks] == ["a", "b"]
 
 
-@pytest.mark.parametrize(("response", "error", "status", "code"), [
-    (httpx.Response(500, json={"error": {"message": "boom", "type": "server_error"}}), UpstreamStatusError, 502, "bad_gateway"),
-    (httpx.Response(400, json={"error": {"message": "bad foo", "type": "invalid_request_error", "param": "foo", "code": "invalid_value"}}),
-     UpstreamStatusError, 400, "invalid_value"),
-    (httpx.Response(400, json={"error": {"message": "This model's maximum context length is 10 tokens", "type": "invalid_request_error"}}),
-     UpstreamStatusError, 400, "context_length_exceeded"),
-    (httpx.Response(429, json={"error": {"message": "slow", "code": "rate_limit_exceeded"}}, headers={"retry-after-ms": "1500"}),
-     UpstreamRateLimited, 429, "rate_limit_exceeded"),
-    (httpx.Response(200, json={"error": {"message": "quota gone", "type": "server_error"}}), UpstreamStatusError, 502, "bad_gateway"),
-    (httpx.Response(200, content=b'{"id": "x", "choices": ['), UpstreamMalformed, 502, "upstream_malformed_response"),
-    (httpx.Response(502, content=b"<html>Bad Gateway</html>"), UpstreamStatusError, 502, "bad_gateway"),
-    # the gateway's provider key refused: the gateway's failure (502), never a 401 blaming the client's key
-    (httpx.Response(401, json={"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                                         "code": "invalid_api_key"}}), UpstreamStatusError, 502, "upstream_authentication_failed"),
-])
-async def test_error_mapping(adapter: OpenAIAdapter, upstream: respx.MockRouter, response: httpx.Response,
-                             error: type, status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    ("response", "error", "status", "code"),
+    [
+        (
+            httpx.Response(500, json={"error": {"message": "boom", "type": "server_error"}}),
+            UpstreamStatusError,
+            502,
+            "bad_gateway",
+        ),
+        (
+            httpx.Response(
+                400,
+                json={
+                    "error": {
+                        "message": "bad foo",
+                        "type": "invalid_request_error",
+                        "param": "foo",
+                        "code": "invalid_value",
+                    }
+                },
+            ),
+            UpstreamStatusError,
+            400,
+            "invalid_value",
+        ),
+        (
+            httpx.Response(
+                400,
+                json={
+                    "error": {
+                        "message": "This model's maximum context length is 10 tokens",
+                        "type": "invalid_request_error",
+                    }
+                },
+            ),
+            UpstreamStatusError,
+            400,
+            "context_length_exceeded",
+        ),
+        (
+            httpx.Response(
+                429,
+                json={"error": {"message": "slow", "code": "rate_limit_exceeded"}},
+                headers={"retry-after-ms": "1500"},
+            ),
+            UpstreamRateLimited,
+            429,
+            "rate_limit_exceeded",
+        ),
+        (
+            httpx.Response(200, json={"error": {"message": "quota gone", "type": "server_error"}}),
+            UpstreamStatusError,
+            502,
+            "bad_gateway",
+        ),
+        (
+            httpx.Response(200, content=b'{"id": "x", "choices": ['),
+            UpstreamMalformed,
+            502,
+            "upstream_malformed_response",
+        ),
+        (httpx.Response(502, content=b"<html>Bad Gateway</html>"), UpstreamStatusError, 502, "bad_gateway"),
+        # the gateway's provider key refused: the gateway's failure (502), never a 401 blaming the client's key
+        (
+            httpx.Response(
+                401,
+                json={
+                    "error": {
+                        "message": "Incorrect API key provided",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                },
+            ),
+            UpstreamStatusError,
+            502,
+            "upstream_authentication_failed",
+        ),
+    ],
+)
+async def test_error_mapping(
+    adapter: OpenAIAdapter, upstream: respx.MockRouter, response: httpx.Response, error: type, status: int, code: str
+) -> None:
     upstream.post("/chat/completions").mock(return_value=response)
     with pytest.raises(error) as info:
         await adapter.chat(chat())
@@ -121,25 +214,38 @@ async def test_error_mapping(adapter: OpenAIAdapter, upstream: respx.MockRouter,
 
 
 async def test_kept_upstream_fields(adapter: OpenAIAdapter, upstream: respx.MockRouter) -> None:
-    upstream.post("/chat/completions").respond(400, json={"error": {"message": "bad foo", "type": "invalid_request_error",
-                                                                    "param": "foo", "code": "invalid_value"}})
+    upstream.post("/chat/completions").respond(
+        400,
+        json={
+            "error": {"message": "bad foo", "type": "invalid_request_error", "param": "foo", "code": "invalid_value"}
+        },
+    )
     with pytest.raises(UpstreamStatusError) as info:
         await adapter.chat(chat())
-    assert info.value.to_body() == {"error": {"message": "bad foo", "type": "invalid_request_error", "param": "foo", "code": "invalid_value"}}
+    assert info.value.to_body() == {
+        "error": {"message": "bad foo", "type": "invalid_request_error", "param": "foo", "code": "invalid_value"}
+    }
     assert info.value.retryable is False and info.value.upstream_status == 400
-    upstream.post("/chat/completions").respond(429, json={"error": {"message": "slow"}}, headers={"retry-after-ms": "1500"})
+    upstream.post("/chat/completions").respond(
+        429, json={"error": {"message": "slow"}}, headers={"retry-after-ms": "1500"}
+    )
     with pytest.raises(UpstreamRateLimited) as limited:
         await adapter.chat(chat())
     assert limited.value.retry_after == 1.5 and limited.value.retryable
 
 
-@pytest.mark.parametrize(("exc", "error"), [
-    (httpx.ConnectError("refused"), UpstreamUnavailable),
-    (httpx.ConnectTimeout("connect"), UpstreamTimeout),
-    (httpx.ReadTimeout("read"), UpstreamTimeout),
-    (httpx.RemoteProtocolError("peer closed"), UpstreamError),
-])
-async def test_transport_failures(adapter: OpenAIAdapter, upstream: respx.MockRouter, exc: Exception, error: type) -> None:
+@pytest.mark.parametrize(
+    ("exc", "error"),
+    [
+        (httpx.ConnectError("refused"), UpstreamUnavailable),
+        (httpx.ConnectTimeout("connect"), UpstreamTimeout),
+        (httpx.ReadTimeout("read"), UpstreamTimeout),
+        (httpx.RemoteProtocolError("peer closed"), UpstreamError),
+    ],
+)
+async def test_transport_failures(
+    adapter: OpenAIAdapter, upstream: respx.MockRouter, exc: Exception, error: type
+) -> None:
     upstream.post("/chat/completions").mock(side_effect=exc)
     with pytest.raises(error) as info:
         await adapter.chat(chat())
@@ -171,8 +277,9 @@ async def test_stream_faults(adapter: OpenAIAdapter, upstream: respx.MockRouter)
         async for c in adapter.stream_chat(chat(stream=True)):
             got.append(c)
     assert len(got) == 1
-    upstream.post("/chat/completions").respond(content=sse({"error": {"message": "overloaded", "code": "server_busy"}}),
-                                               headers=stream_headers)
+    upstream.post("/chat/completions").respond(
+        content=sse({"error": {"message": "overloaded", "code": "server_busy"}}), headers=stream_headers
+    )
     with pytest.raises(UpstreamStatusError, match="failed mid-stream: overloaded") as info:
         _ = [c async for c in adapter.stream_chat(chat(stream=True))]
     assert info.value.code == "server_busy"

@@ -44,9 +44,31 @@ def test_wrk_output_is_parsed_with_units_and_every_error_kind() -> None:
 
 def test_a_short_run_measures_each_target_and_writes_json_report_and_chart(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--python-only", "--seconds", "0.3", "--warmup", "0.1", "--connections", "1,4",
-         "--targets", "direct,minimal,gateway-off", "--stream-runs", "2", "--open-streams", "5", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--python-only",
+            "--seconds",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--connections",
+            "1,4",
+            "--targets",
+            "direct,minimal,gateway-off",
+            "--stream-runs",
+            "2",
+            "--open-streams",
+            "5",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "latest.json").read_text())
@@ -76,7 +98,11 @@ def test_a_short_run_measures_each_target_and_writes_json_report_and_chart(tmp_p
 def test_report_marks_a_skipped_target_with_its_reason() -> None:
     results = {
         "machine": {"cpu": "x", "cores": 2, "memory_gb": 1, "kernel": "k", "python": "3"},
-        "loadgen": "wrk", "upstream": "nginx", "seconds": 1, "connections": [1], "leak": None,
+        "loadgen": "wrk",
+        "upstream": "nginx",
+        "seconds": 1,
+        "connections": [1],
+        "leak": None,
         "targets": {"litellm": {"label": "LiteLLM", "skipped": "LiteLLM is not installed", "load": {}}},
     }
     report = full_report(results, markdown)

@@ -9,7 +9,9 @@ from bench.profile import _by_self_time, _perf_counts, render
 
 def test_perf_stat_csv_gives_counts_and_skips_unsupported_counters(tmp_path: Path) -> None:
     out = tmp_path / "perf.txt"
-    out.write_text("# started on Mon\n\n9041200,,instructions:u,5000000,100.00,,\n<not supported>,,cycles:u,0,100.00,,\n")
+    out.write_text(
+        "# started on Mon\n\n9041200,,instructions:u,5000000,100.00,,\n<not supported>,,cycles:u,0,100.00,,\n"
+    )
     assert _perf_counts(out) == {"instructions": 9041200}
     assert _perf_counts(tmp_path / "missing.txt") == {}
 
@@ -27,7 +29,17 @@ def test_self_time_is_shared_by_the_innermost_frame() -> None:
 
 
 def test_the_report_names_the_target_and_its_per_request_figures() -> None:
-    text = render({"target": "gateway, policies off", "rps": 2000.0, "connections": 8, "p50_ms": 3.9, "errors": 0,
-                   "instructions_per_request": 845000, "notes": ["py-spy not installed"]}, 10)
+    text = render(
+        {
+            "target": "gateway, policies off",
+            "rps": 2000.0,
+            "connections": 8,
+            "p50_ms": 3.9,
+            "errors": 0,
+            "instructions_per_request": 845000,
+            "notes": ["py-spy not installed"],
+        },
+        10,
+    )
     assert "gateway, policies off: 2000 req/s at c=8" in text
     assert "instructions per request: 845k" in text and "note: py-spy not installed" in text

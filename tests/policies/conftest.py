@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.key_store import KeyStore
+from llm_gateway.policies.key_store import KeyStore
 
 
 @pytest.fixture()

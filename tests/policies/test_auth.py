@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import AuthenticationFailed, PermissionDenied
-from gateway.types import Call, RequestContext
-from policies.auth import AuthPolicy, presented_key
-from policies.key_store import KeyStore, KeyStoreUnavailable
+from llm_gateway.policies.auth import AuthPolicy, presented_key
+from llm_gateway.policies.key_store import KeyStore, KeyStoreUnavailable
+from llm_gateway.vocab.errors import AuthenticationFailed, PermissionDenied
+from llm_gateway.vocab.types import Call, RequestContext
 from tests.support.clock import Clock
 
 MASTER = "sk-master-0123456789"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import QuotaExceeded
-from gateway.types import Call, KeyInfo, RequestContext, Usage
-from policies.budget import BudgetPolicy
-from policies.key_store import KeyStore, UsageRow
+from llm_gateway.policies.budget import BudgetPolicy
+from llm_gateway.policies.key_store import KeyStore, UsageRow
+from llm_gateway.vocab.errors import QuotaExceeded
+from llm_gateway.vocab.types import Call, KeyInfo, RequestContext, Usage
 from tests.support.clock import Clock
 
 KEY = KeyInfo(id="key_1", name="ci", budget_usd=1.0)

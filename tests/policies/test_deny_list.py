@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import ContentPolicyViolation
-from gateway.types import Call, RequestContext
-from policies.deny_list import DenyListPolicy
+from llm_gateway.policies.deny_list import DenyListPolicy
+from llm_gateway.vocab.errors import ContentPolicyViolation
+from llm_gateway.vocab.types import Call, RequestContext
 
 
 def chat(content: object, *, stream: bool = False) -> Call:

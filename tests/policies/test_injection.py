@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import ContentPolicyViolation
-from gateway.types import Call, RequestContext
-from policies.injection import InjectionPolicy
+from llm_gateway.policies.injection import InjectionPolicy
+from llm_gateway.vocab.errors import ContentPolicyViolation
+from llm_gateway.vocab.types import Call, RequestContext
 
 
 def chat(content: str) -> Call:

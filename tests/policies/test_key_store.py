@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.key_store import KEY_PREFIX, DuplicateKeyName, KeyStore, UsageRow, hash_key
+from llm_gateway.policies.key_store import KEY_PREFIX, DuplicateKeyName, KeyStore, UsageRow, hash_key
 
 
 async def test_a_created_key_is_found_by_its_hash_and_never_stored_in_plain(store: KeyStore, tmp_path: Path) -> None:

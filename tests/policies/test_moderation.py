@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import ContentPolicyViolation, ServiceUnavailable, UpstreamUnavailable
-from gateway.types import Call, RequestContext
-from policies.moderation import ModerationPolicy, is_flagged
+from llm_gateway.policies.moderation import ModerationPolicy, is_flagged
+from llm_gateway.vocab.errors import ContentPolicyViolation, ServiceUnavailable, UpstreamUnavailable
+from llm_gateway.vocab.types import Call, RequestContext
 
 
 def chat(content: str) -> Call:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import ContentPolicyViolation
-from gateway.types import Call, RequestContext
-from policies.pii import PiiPolicy
-from policies.pii_patterns import PiiDetector, iban_ok, luhn_ok
+from llm_gateway.policies.pii import PiiPolicy
+from llm_gateway.policies.pii_patterns import PiiDetector, iban_ok, luhn_ok
+from llm_gateway.vocab.errors import ContentPolicyViolation
+from llm_gateway.vocab.types import Call, RequestContext
 
 ALL = ("email", "phone", "credit_card", "iban", "ip", "secret")
 

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from gateway.errors import RateLimited
-from gateway.tokens import count_call_prompt
-from gateway.types import Call, KeyInfo, RequestContext, Usage
-from policies.rate_counter import InProcessCounter, Limit
-from policies.rate_limit import PerMinute, RateLimitPolicy, duration
+from llm_gateway.policies.rate_counter import InProcessCounter, Limit
+from llm_gateway.policies.rate_limit import PerMinute, RateLimitPolicy, duration
+from llm_gateway.vocab.errors import RateLimited
+from llm_gateway.vocab.tokens import count_call_prompt
+from llm_gateway.vocab.types import Call, KeyInfo, RequestContext, Usage
 from tests.support.clock import Clock
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import InvalidRequest
-from gateway.types import Call, RequestContext
-from policies.request_limits import RequestLimitsPolicy
+from llm_gateway.policies.request_limits import RequestLimitsPolicy
+from llm_gateway.vocab.errors import InvalidRequest
+from llm_gateway.vocab.types import Call, RequestContext
 
 
 def chat(n: int = 1, alias: str = "m", **extra: object) -> Call:

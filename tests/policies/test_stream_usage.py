@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.types import Call, RequestContext
-from policies.stream_usage import StreamUsagePolicy
+from llm_gateway.policies.stream_usage import StreamUsagePolicy
+from llm_gateway.vocab.types import Call, RequestContext
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 

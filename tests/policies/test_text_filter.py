@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from policies.text_filter import HoldBack, Span, filter_whole
+from llm_gateway.policies.text_filter import HoldBack, Span, filter_whole
 
 BLOCKED = re.compile(r"zeus-\d+")
 

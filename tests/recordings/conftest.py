@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from gateway.types import Call, RequestContext
-from recordings.keys import KeyMaker
-from recordings.recorder import StoreRecorder
-from recordings.store import open_store
+from llm_gateway.recordings.keys import KeyMaker
+from llm_gateway.recordings.recorder import StoreRecorder
+from llm_gateway.recordings.store import open_store
+from llm_gateway.vocab.types import Call, RequestContext
 
 SCRUBBERS = [(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "<TIMESTAMP>")]
 
@@ -30,23 +30,41 @@ class ScriptedUpstream:
         if self.fail_with is not None:
             raise self.fail_with
         ctx.deployment, ctx.provider = "up/model-1", "up"
-        return {"id": f"chatcmpl-{len(self.calls)}", "object": "chat.completion", "created": 1700000000,
-                "model": "model-1", "choices": [{"index": 0, "message": {"role": "assistant", "content": self._answer(call)},
-                                                 "logprobs": None, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+        return {
+            "id": f"chatcmpl-{len(self.calls)}",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": "model-1",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self._answer(call)},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+        }
 
     async def stream(self, call: Call, ctx: RequestContext) -> AsyncIterator[dict[str, Any]]:
         self.calls.append(call)
         if self.fail_with is not None:
             raise self.fail_with
         ctx.deployment, ctx.provider = "up/model-1", "up"
-        base = {"id": f"chatcmpl-{len(self.calls)}", "object": "chat.completion.chunk", "created": 1700000000,
-                "model": "model-1"}
+        base = {
+            "id": f"chatcmpl-{len(self.calls)}",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": "model-1",
+        }
         text = self._answer(call)
         include_usage = (call.body.get("stream_options") or {}).get("include_usage")
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
-            yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+            yield {
+                **base,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+            }
             for piece in (text[:6], text[6:]):
                 yield {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
             yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
@@ -81,8 +99,13 @@ async def make_recorder(tmp_path, store_kind: str) -> AsyncIterator[Callable[...
     made: list[StoreRecorder] = []
 
     def make(mode: str, **options: Any) -> StoreRecorder:
-        recorder = StoreRecorder(mode, open_store(store_kind, path), KeyMaker(("user", "metadata"), SCRUBBERS),
-                                 gateway_version="test", **options)
+        recorder = StoreRecorder(
+            mode,
+            open_store(store_kind, path),
+            KeyMaker(("user", "metadata"), SCRUBBERS),
+            gateway_version="test",
+            **options,
+        )
         made.append(recorder)
         return recorder
 

@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from gateway.types import Call, RequestContext
-from recordings.keys import KeyMaker
-from recordings.recorder import StoreRecorder
-from recordings.store import open_store
+from llm_gateway.recordings.keys import KeyMaker
+from llm_gateway.recordings.recorder import StoreRecorder
+from llm_gateway.recordings.store import open_store
+from llm_gateway.vocab.types import Call, RequestContext
 
 
 async def answer(call: Call, ctx: RequestContext) -> dict:
     ctx.deployment = "up/model"
-    return {"id": "x", "object": "chat.completion", "created": 0, "model": "model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok " * 200}, "finish_reason": "stop"}]}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok " * 200}, "finish_reason": "stop"}],
+    }
 
 
 async def main(kind: str, path: str, worker: int, count: int) -> None:

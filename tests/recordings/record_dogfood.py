@@ -13,7 +13,7 @@ from typing import Any
 
 import openai
 
-from gateway.app import create_app
+from llm_gateway.server.app import create_app
 from tests.conftest import make_settings
 from tests.recordings.suite import run_suite
 from tests.support.server import running
@@ -27,7 +27,9 @@ EXPECTED = FIXTURES / "dogfood_expected.json"
 def record(directory: Path) -> dict[str, Any]:
     fake = FakeUpstream()
     with running(fake.app) as upstream_url:
-        settings = make_settings(upstream_url, recording={"mode": "record", "store": "directory", "path": str(directory)})
+        settings = make_settings(
+            upstream_url, recording={"mode": "record", "store": "directory", "path": str(directory)}
+        )
         with running(create_app(settings)) as url:
             return run_suite(openai.OpenAI(base_url=f"{url}/v1", api_key="sk-dogfood", max_retries=0))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recordings.model import Chunk, CorruptRecording, Meta, Recording
+from llm_gateway.recordings.model import Chunk, CorruptRecording, Meta, Recording
 
 REQUEST = {"endpoint": "/v1/chat/completions", "alias": "m", "body": {"messages": []}}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from recordings.diff import differences
-from recordings.nearest import NearestIndex, vectorize
+from llm_gateway.recordings.diff import differences
+from llm_gateway.recordings.nearest import NearestIndex, vectorize
 
 
 def test_vectors_are_deterministic_and_normalized() -> None:
@@ -23,12 +23,15 @@ def test_query_ranks_the_most_similar_first_and_grows_past_capacity() -> None:
     assert len(index) == 301
     (best, score), *_ = index.query(b"What is the capital of Spain? Answer in one word.", k=3)
     assert best == "capital" and 0.7 < score < 1.0
-    (same, exact), = index.query(b"What is the capital of France? Answer in one word.", k=1)
+    ((same, exact),) = index.query(b"What is the capital of France? Answer in one word.", k=1)
     assert same == "capital" and exact > 0.999
 
 
 def test_differences_point_at_the_changed_fields() -> None:
-    recorded = {"alias": "m", "body": {"messages": [{"role": "user", "content": "x" * 100 + " France"}], "temperature": 0}}
+    recorded = {
+        "alias": "m",
+        "body": {"messages": [{"role": "user", "content": "x" * 100 + " France"}], "temperature": 0},
+    }
     asked = {"alias": "m", "body": {"messages": [{"role": "user", "content": "x" * 100 + " Spain"}], "top_p": 1}}
     diff = differences(recorded, asked)
     assert diff[0].startswith("body.messages[0].content: '…") and "France" in diff[0] and "Spain" in diff[0]

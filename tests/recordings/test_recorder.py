@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import GatewayError, RecordingNotFound, UpstreamStatusError, UpstreamTimeout
-from recordings.model import Chunk, Meta, Recording
+from llm_gateway.recordings.model import Chunk, Meta, Recording
+from llm_gateway.vocab.errors import GatewayError, RecordingNotFound, UpstreamStatusError, UpstreamTimeout
 from tests.recordings.conftest import ScriptedUpstream, chat, ctx
 
 
@@ -78,11 +78,15 @@ async def test_a_recorded_stream_replays_with_the_same_chunks_and_whole(make_rec
 
 
 async def test_usage_chunk_follows_the_replaying_clients_stream_options(make_recorder, scripted: ScriptedUpstream):
-    await collect(await make_recorder("record").stream(
-        chat("tell", stream=True, stream_options={"include_usage": True}), ctx(), scripted.stream))
+    await collect(
+        await make_recorder("record").stream(
+            chat("tell", stream=True, stream_options={"include_usage": True}), ctx(), scripted.stream
+        )
+    )
     replayer = make_recorder("replay")
-    with_usage = await collect(await replayer.stream(
-        chat("tell", stream=True, stream_options={"include_usage": True}), ctx(), scripted.stream))
+    with_usage = await collect(
+        await replayer.stream(chat("tell", stream=True, stream_options={"include_usage": True}), ctx(), scripted.stream)
+    )
     without = await collect(await replayer.stream(chat("tell", stream=True), ctx(), scripted.stream))
     assert with_usage[-1]["choices"] == [] and with_usage[-1]["usage"]["total_tokens"] == 8
     assert without == with_usage[:-1]
@@ -90,8 +94,11 @@ async def test_usage_chunk_follows_the_replaying_clients_stream_options(make_rec
 
 async def test_a_whole_recording_replays_as_a_synthesized_stream(make_recorder, scripted: ScriptedUpstream):
     whole = await make_recorder("record").send(chat("hello"), ctx(), scripted.send)
-    chunks = await collect(await make_recorder("replay").stream(
-        chat("hello", stream=True, stream_options={"include_usage": True}), ctx(), scripted.stream))
+    chunks = await collect(
+        await make_recorder("replay").stream(
+            chat("hello", stream=True, stream_options={"include_usage": True}), ctx(), scripted.stream
+        )
+    )
     assert {c["id"] for c in chunks} == {whole["id"]}
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "answer to hello"
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
@@ -131,7 +138,9 @@ async def test_auto_ttl_expires_a_recording(make_recorder, scripted: ScriptedUps
 
 
 async def test_nearest_match_serves_a_close_request_and_says_so(make_recorder, scripted: ScriptedUpstream):
-    await make_recorder("record").send(chat("Summarize the quarterly report for the board, please."), ctx(), scripted.send)
+    await make_recorder("record").send(
+        chat("Summarize the quarterly report for the board, please."), ctx(), scripted.send
+    )
     fuzzy = make_recorder("replay", match="nearest", nearest_threshold=0.8)
     c = ctx()
     response = await fuzzy.send(chat("Summarize the quarterly report for the board please!"), c, scripted.send)
@@ -142,7 +151,9 @@ async def test_nearest_match_serves_a_close_request_and_says_so(make_recorder, s
 
 
 async def test_upstream_errors_are_recorded_only_when_asked(make_recorder, scripted: ScriptedUpstream):
-    scripted.fail_with = UpstreamStatusError("bad parameter foo", upstream_status=400, code="invalid_value", provider="up")
+    scripted.fail_with = UpstreamStatusError(
+        "bad parameter foo", upstream_status=400, code="invalid_value", provider="up"
+    )
     with pytest.raises(UpstreamStatusError):
         await make_recorder("record").send(chat("bad"), ctx(), scripted.send)
     with pytest.raises(RecordingNotFound):
@@ -150,11 +161,17 @@ async def test_upstream_errors_are_recorded_only_when_asked(make_recorder, scrip
 
     with pytest.raises(UpstreamStatusError):
         await make_recorder("record", record_errors=True).send(chat("bad"), ctx(), scripted.send)
-    for replay in (make_recorder("replay").send(chat("bad"), ctx(), scripted.send),
-                   make_recorder("replay").stream(chat("bad", stream=True), ctx(), scripted.stream)):
+    for replay in (
+        make_recorder("replay").send(chat("bad"), ctx(), scripted.send),
+        make_recorder("replay").stream(chat("bad", stream=True), ctx(), scripted.stream),
+    ):
         with pytest.raises(GatewayError) as caught:
             await replay
-        assert (caught.value.status, caught.value.code, caught.value.type) == (400, "invalid_value", "invalid_request_error")
+        assert (caught.value.status, caught.value.code, caught.value.type) == (
+            400,
+            "invalid_value",
+            "invalid_request_error",
+        )
         assert caught.value.message == "bad parameter foo"
 
 
@@ -193,7 +210,9 @@ async def test_a_corrupt_file_is_named_and_the_others_still_replay(make_recorder
     with pytest.raises(GatewayError) as caught:
         await replayer.send(chat("bad"), ctx(), scripted.send)
     assert str(bad_file) in caught.value.message and caught.value.code == "recording_corrupt"
-    assert (await replayer.send(chat("good"), ctx(), scripted.send))["choices"][0]["message"]["content"] == "answer to good"
+    assert (await replayer.send(chat("good"), ctx(), scripted.send))["choices"][0]["message"][
+        "content"
+    ] == "answer to good"
     assert replayer.counters.store_errors == 1
 
 
@@ -203,10 +222,15 @@ async def test_recorded_timing_is_replayed_scaled(make_recorder, scripted: Scrip
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    recording = Recording("0" * 32, {"endpoint": "/v1/chat/completions", "alias": "m", "body": {}},
-                          Meta(alias="m", latency_seconds=2.0), chunks=[
-                              Chunk(0.5, {"id": "x", "choices": [{"index": 0, "delta": {"content": "a"}}]}),
-                              Chunk(0.25, {"id": "x", "choices": [{"index": 0, "delta": {"content": "b"}}]})])
+    recording = Recording(
+        "0" * 32,
+        {"endpoint": "/v1/chat/completions", "alias": "m", "body": {}},
+        Meta(alias="m", latency_seconds=2.0),
+        chunks=[
+            Chunk(0.5, {"id": "x", "choices": [{"index": 0, "delta": {"content": "a"}}]}),
+            Chunk(0.25, {"id": "x", "choices": [{"index": 0, "delta": {"content": "b"}}]}),
+        ],
+    )
     timed = make_recorder("replay", replay_timing="recorded", timing_scale=0.5, sleep=sleep)
     await collect(timed._replay_stream(recording, include_usage=False))
     await timed._replay_whole(recording)

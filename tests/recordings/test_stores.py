@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from recordings.directory_store import DirectoryStore
-from recordings.model import CorruptRecording, Meta, Recording
-from recordings.store import open_store
+from llm_gateway.recordings.directory_store import DirectoryStore
+from llm_gateway.recordings.model import CorruptRecording, Meta, Recording
+from llm_gateway.recordings.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,7 +71,7 @@ async def test_a_failed_write_keeps_the_old_recording_whole(tmp_path: Path, monk
     def crash(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("recordings.directory_store.os.replace", crash)
+    monkeypatch.setattr("llm_gateway.recordings.directory_store.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
         await store.put("a" * 32, recording("a" * 32, "new"))
     assert (await store.get("a" * 32)).response == {"content": "old"}

@@ -27,14 +27,19 @@ class FakeAnthropic:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.dropped = 0  # "slow" requests whose client closed the connection (a gateway that gave up must)
-        self.app = Starlette(routes=[
-            Route("/v1/messages", self.messages, methods=["POST"]),
-            Route("/v1/models", self.models, methods=["GET"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/messages", self.messages, methods=["POST"]),
+                Route("/v1/models", self.models, methods=["GET"]),
+            ]
+        )
 
     async def messages(self, request: Request) -> Response:
         # the API takes x-api-key (what the gateway sends); the anthropic SDK 2.x sends the same key as a Bearer token
-        if API_KEY not in (request.headers.get("x-api-key"), request.headers.get("authorization", "").removeprefix("Bearer ")):
+        if API_KEY not in (
+            request.headers.get("x-api-key"),
+            request.headers.get("authorization", "").removeprefix("Bearer "),
+        ):
             return _error(401, "authentication_error", "invalid x-api-key")
         if not request.headers.get("anthropic-version"):
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
@@ -60,13 +65,18 @@ class FakeAnthropic:
 
     async def models(self, request: Request) -> Response:
         data = [{"type": "model", "id": "claude-echo", "display_name": "Echo", "created_at": "2025-01-01T00:00:00Z"}]
-        return Response(orjson.dumps({"data": data, "has_more": False, "first_id": "claude-echo", "last_id": "claude-echo"}),
-                        media_type="application/json")
+        return Response(
+            orjson.dumps({"data": data, "has_more": False, "first_id": "claude-echo", "last_id": "claude-echo"}),
+            media_type="application/json",
+        )
 
 
 def _error(status: int, etype: str, message: str) -> Response:
-    return Response(orjson.dumps({"type": "error", "error": {"type": etype, "message": message}}),
-                    status_code=status, media_type="application/json")
+    return Response(
+        orjson.dumps({"type": "error", "error": {"type": etype, "message": message}}),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 def _invalid(body: dict[str, Any]) -> str | None:
@@ -97,7 +107,9 @@ def _failure(model: str, stream: bool) -> Response | None:
     if model == "context":
         return _error(400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum")
     if model == "error-200":
-        return Response(b'{"type": "error", "error": {"type": "api_error", "message": "quota gone"}}', media_type="application/json")
+        return Response(
+            b'{"type": "error", "error": {"type": "api_error", "message": "quota gone"}}', media_type="application/json"
+        )
     if model == "malformed" and not stream:
         return Response(b'{"id": "msg_x", "content": [', media_type="application/json")
     return None
@@ -111,23 +123,40 @@ def _text(content: Any) -> str:
 
 def _answer(body: dict[str, Any]) -> dict[str, Any]:
     last = body["messages"][-1]
-    results = [b for b in last["content"] if isinstance(b, dict) and b.get("type") == "tool_result"] \
-        if isinstance(last["content"], list) else []
+    results = (
+        [b for b in last["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+        if isinstance(last["content"], list)
+        else []
+    )
     if results:
         blocks: list[dict[str, Any]] = [{"type": "text", "text": "tool said: " + _text(results[0]["content"])}]
         stop = "end_turn"
-    elif body["model"] == "claude-tools" and body.get("tools") and (body.get("tool_choice") or {}).get("type") != "none":
+    elif (
+        body["model"] == "claude-tools" and body.get("tools") and (body.get("tool_choice") or {}).get("type") != "none"
+    ):
         tool = body["tools"][0]
-        blocks = [{"type": "text", "text": "Let me check."},
-                  {"type": "tool_use", "id": "toolu_01", "name": tool["name"], "input": {"city": "Paris"}}]
+        blocks = [
+            {"type": "text", "text": "Let me check."},
+            {"type": "tool_use", "id": "toolu_01", "name": tool["name"], "input": {"city": "Paris"}},
+        ]
         stop = "tool_use"
     else:
         blocks = [{"type": "text", "text": "echo: " + _text(last["content"])}]
         stop = "end_turn"
     return {
-        "id": "msg_01fake", "type": "message", "role": "assistant", "model": body["model"], "content": blocks,
-        "stop_reason": stop, "stop_sequence": None,
-        "usage": {"input_tokens": 21, "output_tokens": 9, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        "id": "msg_01fake",
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": blocks,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 21,
+            "output_tokens": 9,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
     }
 
 
@@ -144,7 +173,9 @@ async def _events(message: dict[str, Any], model: str) -> AsyncIterator[bytes]:
             yield _sse({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
             text = block["text"]
             half = len(text) // 2
-            yield _sse({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text[:half]}})
+            yield _sse(
+                {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text[:half]}}
+            )
             if model == "reset":
                 await asyncio.sleep(0.05)
                 raise ConnectionResetError("upstream dropped the connection")
@@ -154,14 +185,27 @@ async def _events(message: dict[str, Any], model: str) -> AsyncIterator[bytes]:
             if model == "stream-error":
                 yield _sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
                 return
-            yield _sse({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text[half:]}})
+            yield _sse(
+                {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text[half:]}}
+            )
         else:
             head = {**block, "input": {}}
             yield _sse({"type": "content_block_start", "index": index, "content_block": head})
             arguments = orjson.dumps(block["input"]).decode()
             for piece in (arguments[:5], arguments[5:]):
-                yield _sse({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})
+                yield _sse(
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    }
+                )
         yield _sse({"type": "content_block_stop", "index": index})
-    yield _sse({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                "usage": {"output_tokens": message["usage"]["output_tokens"]}})
+    yield _sse(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": message["usage"]["output_tokens"]},
+        }
+    )
     yield _sse({"type": "message_stop"})

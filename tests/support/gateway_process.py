@@ -40,14 +40,20 @@ def write_config(directory: Path, body: str) -> tuple[Path, int]:
 
 
 @contextmanager
-def gateway_process(directory: Path, body: str, *args: str, env: dict[str, str] | None = None) -> Iterator[GatewayProcess]:
+def gateway_process(
+    directory: Path, body: str, *args: str, env: dict[str, str] | None = None
+) -> Iterator[GatewayProcess]:
     """Start `gateway serve` with this config; wait for /readyz; kill it on exit if it is still running."""
     config, port = write_config(directory, body)
     environment = {**os.environ, **(env or {})}
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config), *args],
-        cwd=directory, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "llm_gateway", "serve", "--config", str(config), *args],
+        cwd=directory,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,  # its own process group: cleanup reaches the workers too
     )
     url = f"http://127.0.0.1:{port}"
@@ -55,7 +61,9 @@ def gateway_process(directory: Path, body: str, *args: str, env: dict[str, str] 
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"gateway serve exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+                raise RuntimeError(
+                    f"gateway serve exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
+                )
             try:
                 if httpx.get(url + "/readyz", timeout=1).status_code == 200:
                     break

@@ -61,29 +61,54 @@ class FakeUpstream:
         failure = await _failure(body.get("model", ""))
         if failure is not None:
             return failure
-        return Response(orjson.dumps({
-            "id": "cmpl-upstream-1", "object": "text_completion", "created": 1700000000, "model": body["model"],
-            "choices": [{"text": " completed", "index": 0, "logprobs": None, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
-        }), media_type="application/json")
+        return Response(
+            orjson.dumps(
+                {
+                    "id": "cmpl-upstream-1",
+                    "object": "text_completion",
+                    "created": 1700000000,
+                    "model": body["model"],
+                    "choices": [{"text": " completed", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
+                }
+            ),
+            media_type="application/json",
+        )
 
     async def embeddings(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
         self.requests.append({"body": body, "headers": dict(request.headers), "path": request.url.path})
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        return Response(orjson.dumps({
-            "object": "list", "model": body["model"],
-            "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(inputs))],
-            "usage": {"prompt_tokens": 3, "total_tokens": 3},
-        }), media_type="application/json")
+        return Response(
+            orjson.dumps(
+                {
+                    "object": "list",
+                    "model": body["model"],
+                    "data": [
+                        {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(inputs))
+                    ],
+                    "usage": {"prompt_tokens": 3, "total_tokens": 3},
+                }
+            ),
+            media_type="application/json",
+        )
 
     async def models(self, request: Request) -> Response:
-        return Response(orjson.dumps({"object": "list", "data": [{"id": "echo", "object": "model", "created": 0, "owned_by": "x"}]}),
-                        media_type="application/json")
+        return Response(
+            orjson.dumps(
+                {"object": "list", "data": [{"id": "echo", "object": "model", "created": 0, "owned_by": "x"}]}
+            ),
+            media_type="application/json",
+        )
 
 
-def _error(status: int, message: str, etype: str = "invalid_request_error", code: str | None = None,
-           headers: dict[str, str] | None = None) -> Response:
+def _error(
+    status: int,
+    message: str,
+    etype: str = "invalid_request_error",
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
@@ -136,7 +161,18 @@ async def _chunks(completion: dict[str, Any], body: dict[str, Any], model: str):
         return
     if message.get("tool_calls"):
         tc = message["tool_calls"][0]
-        yield frame({"tool_calls": [{"index": 0, "id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"], "arguments": ""}}]})
+        yield frame(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": tc["id"],
+                        "type": "function",
+                        "function": {"name": tc["function"]["name"], "arguments": ""},
+                    }
+                ]
+            }
+        )
         yield frame({"tool_calls": [{"index": 0, "function": {"arguments": tc["function"]["arguments"]}}]})
     else:
         text = message["content"]

@@ -1,0 +1,1 @@
+"""The `gateway` command: `main` (the parser), one module per subcommand (`serve`, `keys`, `recordings`, `stats`)."""

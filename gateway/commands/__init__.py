@@ -1,1 +1,0 @@
-"""`gateway` subcommands: one module per command group, each with `register(subparsers)`."""

@@ -1,0 +1,140 @@
+"""One call through the layers: input policies -> recorder -> router -> output policies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from llm_gateway.config.settings import Price
+from llm_gateway.engine.router import Router
+from llm_gateway.recordings.base import PassthroughRecorder, Recorder
+from llm_gateway.vocab.errors import GatewayError
+from llm_gateway.vocab.types import Call, Policy, RequestContext, Usage
+
+policy_log = logging.getLogger("gateway.policy")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        router: Router,
+        policies: Sequence[Policy] = (),
+        recorder: Recorder | None = None,
+        prices: Mapping[str, Price] | None = None,
+    ) -> None:
+        self.router = router
+        self.policies = list(policies)
+        self.recorder: Recorder = recorder or PassthroughRecorder()
+        self.prices = dict(prices or {})
+
+    def account(self, call: Call, ctx: RequestContext, usage: Any) -> None:
+        """Record real usage (and its cost at the alias's price) on the context, for limits, budgets and metrics."""
+        if not isinstance(usage, dict):
+            return
+        prompt = usage.get("prompt_tokens") or 0
+        completion = usage.get("completion_tokens") or 0
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return
+        ctx.usage = Usage(prompt, completion)
+        price = self.prices.get(call.alias)
+        if price is not None and ctx.outcome not in ("replay", "cache_hit"):  # an answer from the store cost nothing
+            ctx.cost_usd = price.cost(prompt, completion)
+
+    async def admit(self, ctx: RequestContext) -> None:
+        for policy in self.policies:
+            try:
+                await policy.admit(ctx)
+            except GatewayError as exc:
+                _denied(policy, exc, ctx)
+                raise
+
+    def visible(self, aliases: list[str], ctx: RequestContext) -> list[str]:
+        for policy in self.policies:
+            aliases = policy.visible(aliases, ctx)
+        return aliases
+
+    async def aclose(self) -> None:
+        await self.recorder.aclose()
+        for policy in self.policies:
+            aclose = getattr(policy, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def before(self, call: Call, ctx: RequestContext) -> Call:
+        for policy in self.policies:
+            try:
+                rewritten = await policy.before(call, ctx)
+            except GatewayError as exc:
+                _denied(policy, exc, ctx)
+                raise
+            if rewritten is not None:
+                call = rewritten
+        ctx.state["call"] = call  # as the input policies left it (redacted): what a content request log may show
+        return call
+
+    async def send(self, call: Call, ctx: RequestContext) -> dict[str, Any]:
+        call = await self.before(call, ctx)
+        response = await self.recorder.send(call, ctx, self.router.send)
+        self.account(call, ctx, response.get("usage"))
+        for policy in self.policies:
+            rewritten = await policy.after(call, response, ctx)
+            if rewritten is not None:
+                response = rewritten
+        return response
+
+    async def stream(self, call: Call, ctx: RequestContext) -> AsyncIterator[dict[str, Any]]:
+        """A primed stream: errors up to the first upstream chunk are raised here, as HTTP errors."""
+        call = await self.before(call, ctx)
+        chunks = await self.recorder.stream(call, ctx, self.router.stream)
+        return self._filtered(call, ctx, chunks)
+
+    async def _filtered(
+        self, call: Call, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for chunk in chunks:
+                usage = chunk.get("usage")
+                if usage:
+                    self.account(call, ctx, usage)
+                if not self.policies:
+                    yield chunk
+                    continue
+                for out in await self._through(call, ctx, [chunk], 0):
+                    yield out
+            for i, policy in enumerate(self.policies):
+                held = await policy.end_stream(call, ctx)
+                for out in await self._through(call, ctx, held, i + 1):
+                    yield out
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _through(
+        self, call: Call, ctx: RequestContext, chunks: list[dict[str, Any]], start: int
+    ) -> list[dict[str, Any]]:
+        """Pass chunks through the policies from index `start` on; each may hold back, rewrite or split."""
+        for policy in self.policies[start:]:
+            out: list[dict[str, Any]] = []
+            for chunk in chunks:
+                result = await policy.on_chunk(call, chunk, ctx)
+                if result is None:
+                    out.append(chunk)
+                else:
+                    out.extend(result)
+            chunks = out
+            if not chunks:
+                break
+        return chunks
+
+
+def _denied(policy: Policy, exc: GatewayError, ctx: RequestContext) -> None:
+    """Mark the request as refused by `policy` (metrics and the request log read this) and log it, without content."""
+    ctx.outcome = "denied"
+    ctx.state["denied_by"] = policy.name
+    policy_log.info(
+        "request %s denied by %s: %s %s", ctx.request_id, policy.name, exc.status, exc.code,
+        extra={"request_id": ctx.request_id, "policy": policy.name, "status": exc.status, "code": exc.code,
+               "key": ctx.key.name if ctx.key is not None else None},
+    )

@@ -1,0 +1,348 @@
+"""Alias -> deployments: pick one (weighted / least busy / lowest latency), retry with backoff, cool down, fall back.
+
+Failover happens only before the first chunk of a stream; after that an upstream failure ends the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_gateway.config.settings import Deployment, ModelSettings, RouterSettings
+from llm_gateway.vocab.errors import (
+    GatewayError,
+    ModelNotFound,
+    ProviderNotConfigured,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+)
+from llm_gateway.vocab.types import Adapter, Call, RequestContext
+
+
+@dataclass
+class DeploymentState:
+    """Health of one deployment, kept per worker."""
+
+    deployment: Deployment
+    in_flight: int = 0
+    failures: int = 0
+    cooldown_until: float = 0.0
+    latency_ewma: float | None = None
+    cooldowns: int = 0
+    served: int = 0
+    errors: int = 0
+
+    def healthy(self, now: float) -> bool:
+        return self.cooldown_until <= now
+
+
+@dataclass
+class AliasRoute:
+    settings: ModelSettings
+    states: list[DeploymentState] = field(default_factory=list)
+
+
+class Router:
+    def __init__(
+        self,
+        models: Mapping[str, ModelSettings],
+        adapters: Mapping[str, Adapter],
+        settings: RouterSettings,
+        *,
+        missing_keys: Mapping[str, str] | None = None,
+        first_token_timeouts: Mapping[str, float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.adapters = adapters
+        self.missing_keys = dict(missing_keys or {})  # provider -> env var names to set
+        self.first_token_timeouts = dict(first_token_timeouts or {})
+        self.routes = {alias: AliasRoute(m, [DeploymentState(d) for d in m.deployments]) for alias, m in models.items()}
+        self._sleep = sleep
+        self._clock = clock  # tests inject sleep, clock and rng to pin backoff, cooldown and weighting without waiting
+        self._rng = rng or random.Random()
+        # told of every failed upstream attempt, retries included (the observer counts them by provider and kind)
+        self.on_upstream_error: Callable[[str, str], None] | None = None
+
+    def health(self) -> list[dict[str, Any]]:
+        now = self._clock()
+        return [
+            {
+                "alias": alias,
+                "deployment": s.deployment.label,
+                "provider": s.deployment.provider,
+                "healthy": s.healthy(now),
+                "cooldown_seconds_left": max(0.0, round(s.cooldown_until - now, 3)),
+                "cooldowns": s.cooldowns,
+                "in_flight": s.in_flight,
+                "latency_ewma_seconds": s.latency_ewma,
+                "served": s.served,
+                "errors": s.errors,
+            }
+            for alias, route in self.routes.items()
+            for s in route.states
+        ]
+
+    # public entry points
+
+    async def send(self, call: Call, ctx: RequestContext) -> dict[str, Any]:
+        async def attempt(c: Call, adapter: Adapter) -> dict[str, Any]:
+            if c.kind == "chat":
+                return await adapter.chat(c)
+            if c.kind == "completion":
+                return await adapter.complete(c)
+            return await adapter.embed(c)
+
+        return await self._run(call, ctx, attempt)
+
+    async def stream(self, call: Call, ctx: RequestContext) -> AsyncIterator[dict[str, Any]]:
+        """A stream whose first chunk was already received (failover done), or an error raised before any chunk."""
+
+        async def attempt(c: Call, adapter: Adapter) -> tuple[dict[str, Any] | None, AsyncIterator[dict[str, Any]]]:
+            iterator = adapter.stream_chat(c) if c.kind == "chat" else adapter.stream_complete(c)
+            timeout = self.first_token_timeouts.get(c.provider)
+            try:
+                first = await asyncio.wait_for(anext(iterator), timeout) if timeout else await anext(iterator)
+            except StopAsyncIteration:
+                return None, iterator
+            except TimeoutError:
+                await _close(iterator)
+                raise UpstreamTimeout(
+                    f"upstream {c.provider!r} sent no first token within {timeout}s",
+                    provider=c.provider,
+                    kind="timeout",
+                ) from None
+            except BaseException:
+                await _close(iterator)
+                raise
+            return first, iterator
+
+        held: list[DeploymentState] = []
+        first, iterator = await self._run(call, ctx, attempt, held)
+        release = _Release(held[0] if held else None)
+        relay = self._relay(first, iterator, release)
+        # a relay never iterated (client gone before the body started) never runs its finally: release on collection
+        weakref.finalize(relay, release)
+        return relay
+
+    # routing
+
+    async def _run(
+        self,
+        call: Call,
+        ctx: RequestContext,
+        attempt: Callable[[Call, Adapter], Awaitable[Any]],
+        held: list[DeploymentState] | None = None,
+    ) -> Any:
+        """Try the alias, then its fallbacks.
+
+        `held` (streams) receives the serving deployment, still counted in flight.
+        """
+        tried: list[str] = []
+        last_error: GatewayError | None = None
+        route = self.routes.get(call.alias)
+        if route is None:
+            raise ModelNotFound(f"The model {call.alias!r} does not exist", param="model")
+        deadline = self._clock() + self.settings.deadline_seconds
+        queue = [call.alias, *route.settings.fallbacks]
+        context_fallbacks = list(route.settings.context_window_fallbacks)
+        while queue:
+            alias = queue.pop(0)
+            if alias in tried:
+                continue
+            if last_error is not None and self._clock() >= deadline:
+                break  # no time left for a fallback: the error that used it up is the one to report
+            tried.append(alias)
+            try:
+                return await self._run_alias(alias, call, ctx, attempt, deadline, held)
+            except GatewayError as exc:
+                last_error = exc
+                if getattr(exc, "code", None) == "context_length_exceeded" and context_fallbacks:
+                    queue = context_fallbacks + queue
+                    context_fallbacks = []
+                    continue
+                if not _failover_worthy(exc):
+                    raise
+        assert last_error is not None
+        raise last_error
+
+    async def _run_alias(
+        self,
+        alias: str,
+        call: Call,
+        ctx: RequestContext,
+        attempt: Callable[[Call, Adapter], Awaitable[Any]],
+        deadline: float,
+        held: list[DeploymentState] | None = None,
+    ) -> Any:
+        route = self.routes[alias]
+        last_error: GatewayError | None = None
+        excluded: set[int] = set()
+        for try_number in range(self.settings.retries + 1):
+            if self._clock() >= deadline:
+                # out of time (earlier tries or aliases used it up): answer now without charging a deployment that was
+                # never asked; the last real upstream error says more than "deadline" when there is one
+                last_error = last_error or UpstreamTimeout(
+                    f"no answer within the {self.settings.deadline_seconds}s deadline", kind="timeout"
+                )
+                break
+            state = self._pick(route, excluded)
+            if state is None:
+                break
+            dep = state.deployment
+            missing = self.missing_keys.get(dep.provider)
+            if missing is not None:
+                last_error = ProviderNotConfigured(
+                    f"The model {alias!r} is served by provider {dep.provider!r}, which has no API key: set {missing}"
+                )
+                excluded.add(id(state))
+                continue
+            c = call.routed(alias, dep.model, dep.provider)
+            started = self._clock()
+            state.in_flight += 1
+            try:
+                async with asyncio.timeout(deadline - started):
+                    result = await attempt(c, self.adapters[dep.provider])
+            except TimeoutError:
+                last_error = UpstreamTimeout(
+                    f"no answer from {dep.label!r} within the {self.settings.deadline_seconds}s deadline",
+                    provider=dep.provider,
+                    kind="timeout",
+                )
+                self._failed(state)
+                excluded.add(id(state))
+                if self.on_upstream_error is not None:
+                    self.on_upstream_error(dep.provider, "timeout")
+            except UpstreamError as exc:
+                last_error = exc
+                if self.on_upstream_error is not None:
+                    self.on_upstream_error(exc.provider or dep.provider, exc.kind)
+                if not exc.retryable:
+                    # the deployment is fine (it answered), the request is not: no failure counted, and no latency
+                    # sample either, since a quick 400 would make lowest_latency favour whoever rejects fastest
+                    state.failures = 0
+                    raise
+                self._failed(state)
+                excluded.add(id(state))
+            else:
+                self._succeeded(state, self._clock() - started)
+                ctx.deployment = dep.label
+                ctx.provider = dep.provider
+                ctx.upstream_seconds += self._clock() - started
+                if held is not None:
+                    held.append(state)  # a stream stays in flight until it ends (see _relay)
+                return result
+            finally:
+                if held is None or state not in held:
+                    state.in_flight -= 1
+            if try_number < self.settings.retries:
+                if _waits_past_deadline(last_error, self._clock(), deadline):
+                    break  # Retry-After asks for longer than the deadline allows: answer the 429 now
+                delay = self._backoff(try_number, last_error, deadline)
+                if delay > 0:  # zero when the deadline is spent: the loop's first check answers at once
+                    await self._sleep(delay)
+        if last_error is None:
+            raise ServiceUnavailable(f"every deployment of {alias!r} is cooling down after failures; try again shortly")
+        raise last_error
+
+    async def _relay(
+        self, first: dict[str, Any] | None, iterator: AsyncIterator[dict[str, Any]], release: _Release
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Relay a primed stream; a failure after the first chunk cannot fail over, but still counts against health."""
+        try:
+            if first is None:
+                return
+            yield first
+            async for chunk in iterator:
+                yield chunk
+        except UpstreamError as exc:
+            state = release.state
+            if state is not None:
+                self._failed(state)
+                if self.on_upstream_error is not None:
+                    self.on_upstream_error(exc.provider or state.deployment.provider, exc.kind)
+            raise
+        finally:
+            release()
+            await _close(iterator)
+
+    def _pick(self, route: AliasRoute, excluded: set[int]) -> DeploymentState | None:
+        now = self._clock()
+        candidates = [s for s in route.states if id(s) not in excluded and s.healthy(now)]
+        if not candidates:
+            # every deployment is cooling down or was tried: retry the least recently failed one rather than fail
+            candidates = [s for s in route.states if id(s) not in excluded] or route.states
+            return min(candidates, key=lambda s: s.cooldown_until) if candidates else None
+        if len(candidates) == 1:
+            return candidates[0]
+        strategy = route.settings.strategy
+        if strategy == "least_busy":
+            return min(candidates, key=lambda s: s.in_flight)
+        if strategy == "lowest_latency":
+            untried = [s for s in candidates if s.latency_ewma is None]
+            return untried[0] if untried else min(candidates, key=lambda s: s.latency_ewma or 0.0)
+        weights = [s.deployment.weight for s in candidates]
+        if sum(weights) <= 0:
+            return self._rng.choice(candidates)
+        return self._rng.choices(candidates, weights=weights)[0]
+
+    def _backoff(self, try_number: int, error: GatewayError | None, deadline: float) -> float:
+        delay = min(self.settings.backoff_max_seconds, self.settings.backoff_seconds * (2**try_number))
+        delay = delay * (0.5 + self._rng.random() / 2)  # jitter: spread retries of many clients
+        if isinstance(error, UpstreamRateLimited) and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return max(0.0, min(delay, deadline - self._clock()))
+
+    def _failed(self, state: DeploymentState) -> None:
+        state.failures += 1
+        state.errors += 1
+        if state.failures >= self.settings.cooldown_failures:
+            state.cooldown_until = self._clock() + self.settings.cooldown_seconds
+            state.cooldowns += 1
+            # back from a cooldown it is on probation: one more failure (before a success resets the count) cools
+            # it down again, rather than `cooldown_failures` more requests finding it still down
+            state.failures = self.settings.cooldown_failures - 1
+
+    @staticmethod
+    def _succeeded(state: DeploymentState, seconds: float) -> None:
+        state.failures = 0
+        state.served += 1
+        state.latency_ewma = seconds if state.latency_ewma is None else 0.8 * state.latency_ewma + 0.2 * seconds
+
+
+def _failover_worthy(exc: GatewayError) -> bool:
+    return isinstance(exc, (UpstreamError, ServiceUnavailable)) and (
+        exc.retryable or isinstance(exc, ServiceUnavailable)
+    )
+
+
+class _Release:
+    """Takes a streaming deployment out of its in-flight count exactly once, however the stream ends."""
+
+    def __init__(self, state: DeploymentState | None) -> None:
+        self.state = state
+
+    def __call__(self) -> None:
+        if self.state is not None:
+            self.state.in_flight -= 1
+            self.state = None
+
+
+def _waits_past_deadline(error: GatewayError | None, now: float, deadline: float) -> bool:
+    retry_after = getattr(error, "retry_after", None)
+    return retry_after is not None and now + retry_after > deadline
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,331 @@
+"""What the gateway tells its operators about each request: metrics, the request log and the usage figures.
+
+app.py calls `start()` when a request arrives, `stream_opened()` when a stream's first chunk is ready and `finish()`
+once per client request (for a stream when it ends). finish() must stay cheap: label children are cached per
+label tuple, the log line is a dict handed to a queue, and nothing here may fail a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from llm_gateway.config.settings import Settings
+from llm_gateway.observability.metrics import (
+    OTHER,
+    DeltaSync,
+    GatewayMetrics,
+    MetricBatch,
+    int_counters,
+    multiprocess_dir,
+    render,
+)
+from llm_gateway.observability.request_log import RequestLog
+from llm_gateway.observability.usage_stats import UsageStats
+from llm_gateway.vocab.errors import GatewayError
+from llm_gateway.vocab.types import RequestContext
+
+if TYPE_CHECKING:
+    from llm_gateway.server.app import Gateway
+
+log = logging.getLogger("llm_gateway.observability.observer")
+_STATUS_CLASS = {n: f"{n}xx" for n in range(1, 6)}
+_RECORDER_COUNTERS = ("hits", "misses", "records", "store_errors")
+_SLOW_SYNC_SECONDS = 1.0  # recorder, deployment health and policy counters: refreshed this often and per scrape
+
+
+class Observer:
+    def __init__(self, settings: Settings, *, log_stream: Any = None) -> None:
+        self.settings = settings
+        self.enabled = settings.metrics.enabled
+        self.metrics = GatewayMetrics()
+        self.usage = UsageStats()
+        self.request_log = RequestLog(settings.logging, log_stream)
+        self.aliases = frozenset(settings.models)
+        self.providers = frozenset(settings.providers)
+        self.in_flight = 0
+        self.open_streams = 0
+        self.started_at = time.time()
+        self._request_children: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        self._token_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._stream_children: dict[str, tuple[Any, Any]] = {}
+        self._error_children: dict[tuple[str, str], Any] = {}
+        self._synced = DeltaSync()
+        self._batch = MetricBatch()  # request counts and latencies, added to the metrics at least once a second
+        self._recorder_seen: tuple[Any, ...] = ()
+        # One process: the live gauges read our own ints at scrape time (no per-request gauge work). Several workers:
+        # each worker's gauge lives in the shared files, so it is moved per request and summed over live workers.
+        self._move_gauges = multiprocess_dir() is not None
+        if self.enabled and not self._move_gauges:
+            self.metrics.in_flight.set_function(lambda: self.in_flight)
+            self.metrics.open_streams.set_function(lambda: self.open_streams)
+        self._next_slow_sync = 0.0
+        self._gateway: Gateway | None = None
+        self._failures = 0
+
+    def bind(self, gateway: Gateway) -> None:
+        """Wire the sources read at sync time (recorder, router, policies) and the router's upstream-error hook."""
+        self._gateway = gateway
+        gateway.router.on_upstream_error = self.upstream_error
+
+    # per request
+
+    def start(self, ctx: RequestContext, endpoint: str) -> None:
+        ctx.state["observer.endpoint"] = endpoint
+        ctx.state["observer.started"] = time.perf_counter()
+        self.in_flight += 1
+        if self._move_gauges and self.enabled:
+            self.metrics.in_flight.inc()
+
+    def stream_opened(self, ctx: RequestContext) -> None:
+        """The first chunk of a stream is ready to go out: time to first token ends, the stream's life begins."""
+        ctx.state["observer.stream_opened"] = time.perf_counter()
+        self.open_streams += 1
+        if self._move_gauges and self.enabled:
+            self.metrics.open_streams.inc()
+
+    def upstream_error(self, provider: str, kind: str) -> None:
+        """One failed upstream attempt (called by the router, retries included)."""
+        if not self.enabled:
+            return
+        key = (provider if provider in self.providers else OTHER, kind or "error")
+        child = self._error_children.get(key)
+        if child is None:
+            child = self._error_children[key] = self.metrics.upstream_errors.labels(*key)
+        child.inc()
+
+    def finish(self, ctx: RequestContext, status: int) -> None:
+        """Called once per client request: when the JSON answer is ready, or when a stream ends."""
+        try:
+            self._finish(ctx, status)
+        except Exception:
+            self._failures += 1
+            if self._failures <= 3:  # say it, without flooding the log under load
+                log.exception("observing request %s failed", ctx.request_id)
+
+    def _finish(self, ctx: RequestContext, status: int) -> None:
+        state = ctx.state
+        now = time.perf_counter()
+        started = state.get("observer.started", now)
+        total = now - started
+        opened = state.get("observer.stream_opened")
+        self.in_flight -= 1
+        if opened is not None:
+            self.open_streams -= 1
+        endpoint = state.get("observer.endpoint", "")
+        alias = state.get("observer.alias", "")
+        if alias and alias not in self.aliases:
+            alias = OTHER
+        provider = ctx.provider if not ctx.provider or ctx.provider in self.providers else OTHER
+        outcome = "denied" if "denied_by" in state else ctx.outcome
+        key_name = ctx.key.name if ctx.key is not None else ""
+        usage = ctx.usage
+        prompt = usage.prompt_tokens if usage is not None else 0
+        completion = usage.completion_tokens if usage is not None else 0
+        error = state.get("observer.error")
+        # gateway time: all of it minus the upstream wait; for a stream, up to its first chunk (after that the
+        # pace is the upstream's)
+        overhead = max(0.0, (opened if opened is not None else now) - started - ctx.upstream_seconds)
+        if self.enabled:
+            self._count(
+                ctx, endpoint, alias, provider, status, outcome, key_name, total, overhead, started, opened, now
+            )
+            failed = status >= 400 or outcome == "error"  # a stream that broke after its 200
+            self.usage.add(alias, key_name, outcome, failed, total, prompt, completion, ctx.cost_usd)
+            if outcome == "denied":
+                self._count_denial(state.get("denied_by", ""), error)
+            if self._move_gauges:
+                self._batch.flush()  # several workers: a scrape in another worker reads what is in the shared files
+            if now >= self._next_slow_sync:
+                self._next_slow_sync = now + _SLOW_SYNC_SECONDS
+                self._batch.flush()
+                self._sync_recorder()
+                self._sync_slow()
+        if self.request_log.enabled:
+            self.request_log.write(
+                self._log_entry(ctx, endpoint, alias, status, outcome, key_name, total, started, opened, error)
+            )
+
+    def _count(
+        self,
+        ctx: RequestContext,
+        endpoint: str,
+        alias: str,
+        provider: str,
+        status: int,
+        outcome: str,
+        key_name: str,
+        total: float,
+        overhead: float,
+        started: float,
+        opened: float | None,
+        now: float,
+    ) -> None:
+        m = self.metrics
+        labels = (endpoint, alias, provider, _STATUS_CLASS.get(status // 100, "other"), outcome)
+        children = self._request_children.get(labels)
+        if children is None:
+            children = self._request_children[labels] = (
+                m.requests.labels(*labels),
+                m.duration.labels(endpoint, alias),
+                m.overhead.labels(endpoint),
+                m.upstream.labels(provider) if provider else None,
+            )
+        requests, duration, overhead_child, upstream = children
+        batch = self._batch
+        batch.inc(requests)
+        batch.observe(duration, total)
+        batch.observe(overhead_child, overhead)
+        if self._move_gauges:
+            m.in_flight.dec()
+        if upstream is not None and ctx.upstream_seconds:
+            batch.observe(upstream, ctx.upstream_seconds)
+        if opened is not None:
+            if self._move_gauges:
+                m.open_streams.dec()
+            stream = self._stream_children.get(alias)
+            if stream is None:
+                stream = self._stream_children[alias] = (m.first_token.labels(alias), m.stream_duration.labels(alias))
+            batch.observe(stream[0], opened - started)
+            batch.observe(stream[1], now - opened)
+        usage = ctx.usage
+        if usage is not None and alias:
+            tokens = self._token_children.get((alias, key_name))
+            if tokens is None:
+                tokens = self._token_children[(alias, key_name)] = (
+                    m.prompt_tokens.labels(alias, key_name),
+                    m.completion_tokens.labels(alias, key_name),
+                    m.spend.labels(alias, key_name),
+                )
+            batch.inc(tokens[0], usage.prompt_tokens)
+            batch.inc(tokens[1], usage.completion_tokens)
+            if ctx.cost_usd:
+                batch.inc(tokens[2], ctx.cost_usd)
+
+    def _count_denial(self, policy: str, error: Any) -> None:
+        names = {getattr(p, "name", "") for p in self._gateway.pipeline.policies} if self._gateway else set()
+        policy = policy if policy in names else (OTHER if policy else "unknown")
+        code = getattr(error, "code", None) or "denied"
+        if not isinstance(error, GatewayError):
+            code = "denied"
+        self.metrics.denials.labels(policy, str(code)).inc()
+
+    def _log_entry(
+        self,
+        ctx: RequestContext,
+        endpoint: str,
+        alias: str,
+        status: int,
+        outcome: str,
+        key_name: str,
+        total: float,
+        started: float,
+        opened: float | None,
+        error: Any,
+    ) -> dict[str, Any]:
+        usage = ctx.usage
+        entry: dict[str, Any] = {
+            "request_id": ctx.request_id,
+            "endpoint": endpoint,
+            "alias": alias,
+            "provider": ctx.provider,
+            "deployment": ctx.deployment,
+            "status": status,
+            "outcome": outcome,
+            "latency_seconds": round(total, 6),
+            "upstream_seconds": round(ctx.upstream_seconds, 6),
+            "first_token_seconds": round(opened - started, 6) if opened is not None else None,
+            "prompt_tokens": usage.prompt_tokens if usage is not None else None,
+            "completion_tokens": usage.completion_tokens if usage is not None else None,
+            "cost_usd": round(ctx.cost_usd, 8),
+            "key": key_name or None,
+            "flags": list(ctx.flags),
+            "stream": opened is not None,
+        }
+        if "denied_by" in ctx.state:
+            entry["denied_by"] = ctx.state["denied_by"]
+        if isinstance(error, GatewayError):
+            entry["error_code"] = error.code
+            entry["error_type"] = error.type
+        if self.request_log.log_content:
+            # only what passed the input policies (redaction) and, for a whole answer, the output policies
+            call = ctx.state.get("call")
+            if call is not None:
+                entry["request"] = call.body
+            answer = ctx.state.get("observer.response")
+            if answer is not None:
+                entry["response"] = answer
+        return entry
+
+    # syncing counters kept elsewhere
+
+    def _sync_recorder(self) -> None:
+        gateway = self._gateway
+        counters = getattr(getattr(gateway.pipeline, "recorder", None), "counters", None) if gateway else None
+        if counters is None:
+            return
+        seen = tuple(getattr(counters, name, 0) for name in _RECORDER_COUNTERS)
+        if seen == self._recorder_seen:  # the common case: one comparison per request
+            return
+        self._recorder_seen = seen
+        push = self._synced.push
+        for name in _RECORDER_COUNTERS:
+            value = getattr(counters, name, 0)
+            if isinstance(value, int):
+                push(("recording", name), value, self.metrics.recording[name].inc)
+
+    def _sync_slow(self) -> None:
+        gateway = self._gateway
+        if gateway is None:
+            return
+        m = self.metrics
+        for row in gateway.router.health():
+            labels = (row["alias"], row["deployment"], row["provider"])
+            m.deployment_healthy.labels(*labels).set(1 if row["healthy"] else 0)
+            m.deployment_cooldown.labels(*labels).set(row["cooldown_seconds_left"])
+            m.deployment_in_flight.labels(*labels).set(row["in_flight"])
+            self._synced.push(("cooldowns", labels), row["cooldowns"], m.deployment_cooldowns.labels(*labels).inc)
+        for policy in gateway.pipeline.policies:
+            name = getattr(policy, "name", "") or type(policy).__name__
+            for source in (getattr(policy, "counters", None), getattr(policy, "output_counters", None)):
+                for event, value in int_counters(source):
+                    self._synced.push(("policy", name, event), value, m.policy_events.labels(name, event).inc)
+
+    def sync(self) -> None:
+        """Bring every synced metric up to date (before a scrape or a stats answer)."""
+        if self.enabled:
+            self._batch.flush()
+            self._sync_recorder()
+            self._sync_slow()
+
+    # what the operator endpoints answer
+
+    def exposition(self) -> bytes:
+        self.sync()
+        return render(self.metrics)
+
+    def stats(self) -> dict[str, Any]:
+        """The usage figures of this worker: what /ui draws and `gateway stats` prints."""
+        self.sync()
+        gateway = self._gateway
+        counters = getattr(getattr(gateway.pipeline, "recorder", None), "counters", None) if gateway else None
+        recording = {name: int(getattr(counters, name, 0) or 0) for name in _RECORDER_COUNTERS}
+        looked_up = recording["hits"] + recording["misses"]
+        recording["hit_rate"] = round(recording["hits"] / looked_up, 6) if looked_up else None
+        return {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "now": time.time(),
+            "record_mode": self.settings.recording.mode,
+            "in_flight": self.in_flight,
+            "open_streams": self.open_streams,
+            **self.usage.snapshot(),
+            "recording": recording,
+            "deployments": gateway.router.health() if gateway else [],
+        }
+
+    def close(self) -> None:
+        self.sync()
+        self.request_log.close()

@@ -1,0 +1,375 @@
+"""The Starlette app: routes, body cap, orjson parse, request ids, and the one place errors become responses."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from sse_starlette import EventSourceResponse
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from llm_gateway import __version__
+from llm_gateway.composition.adapters import build_adapters
+from llm_gateway.composition.policies import build_policies
+from llm_gateway.composition.recorder import build_recorder
+from llm_gateway.config.settings import Settings, load_settings
+from llm_gateway.engine.pipeline import Pipeline
+from llm_gateway.engine.router import Router
+from llm_gateway.observability.observer import Observer
+from llm_gateway.observability.request_log import configure_process_logging
+from llm_gateway.server.asgi_io import ClientGone, Receive, Scope, Send, read_body, scope_headers, send_json
+from llm_gateway.server.operator_routes import operator_routes
+from llm_gateway.server.shutdown import Drain
+from llm_gateway.vocab.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    ModelNotFound,
+    NotFound,
+    ServiceUnavailable,
+)
+from llm_gateway.vocab.tokens import encoding
+from llm_gateway.vocab.types import RequestContext
+from llm_gateway.wire.openai_wire import Framer, OpenAIWire, Wire
+from llm_gateway.wire.responses.api import RESPONSES_PATH, ResponsesWire
+from llm_gateway.wire.schema import parse_call
+
+log = logging.getLogger("gateway")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# Generated request ids: a random per-process prefix and a counter. os.urandom per request cost ~90 us on a VM.
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count()
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: GatewayError, request_id: str | None = None) -> JSONResponse:
+    headers = dict(exc.headers)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
+
+
+class Gateway:
+    """Holds what lives as long as the server: settings, adapters, router, pipeline."""
+
+    def __init__(self, settings: Settings, *, transports: Mapping[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.adapters = build_adapters(settings.providers, transports)
+        missing = {
+            name: (", ".join(p.api_key_env) or f"providers.{name}.api_key")
+            for name, p in settings.providers.items()
+            if p.missing_key
+        }
+        first_token = {name: p.timeouts.first_token for name, p in settings.providers.items()}
+        self.router = Router(settings.models, self.adapters, settings.router, missing_keys=missing,
+                             first_token_timeouts=first_token)
+        prices = {alias: m.price for alias, m in settings.models.items()}
+        self.pipeline = Pipeline(self.router, build_policies(settings, self.router.send), build_recorder(settings),
+                                 prices)
+        self.observer = Observer(settings)
+        self.observer.bind(self)
+        self.drain = Drain(settings.server.shutdown_grace_seconds)
+        self.created = int(time.time())
+        self.ready = True
+
+    async def aclose(self) -> None:
+        self.ready = False
+        await self.pipeline.aclose()
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+        self.observer.close()
+
+    # handlers
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, wire: Wire) -> None:
+        """One POST to a model endpoint, as a raw ASGI app (see asgi_io): a JSON answer, an SSE stream or an error.
+
+        `wire` says what the client's body is to the pipeline and back (OpenAI's own, or /v1/responses').
+        """
+        ctx = self._context(scope)
+        self.observer.start(ctx, wire.label)
+        try:
+            body, state = wire.request(await self._read_json(ctx, receive))
+            call = parse_call(wire.kind, body, self.settings.models)
+            call.request_id = ctx.request_id
+            ctx.state["observer.alias"] = call.alias
+            if call.stream:
+                stream = await self._stream(call, ctx, wire.framer(state))
+            else:
+                result = wire.answer(await self.pipeline.send(call, ctx), state)
+        except GatewayError as exc:
+            await self._send_error(send, ctx, exc)
+            return
+        except ClientGone:
+            self.observer.finish(ctx, 499)  # nginx's "client closed request": nobody to answer
+            return
+        except Exception:  # the client gets a 500 in OpenAI's shape; the traceback goes to the log
+            log.exception("unhandled error on POST %s", scope["path"], extra={"request_id": ctx.request_id})
+            await self._send_error(send, ctx, GatewayError("The gateway hit an internal error; it has been logged."))
+            return
+        if call.stream:
+            await stream(scope, receive, send)
+            return
+        if self.observer.request_log.log_content:
+            ctx.state["observer.response"] = result
+        self.observer.finish(ctx, 200)
+        await send_json(send, 200, orjson.dumps(result), _headers(ctx))
+
+    async def _send_error(self, send: Send, ctx: RequestContext, exc: GatewayError) -> None:
+        if ctx.outcome == "upstream":
+            ctx.outcome = "error"
+        ctx.state["observer.error"] = exc
+        self.observer.finish(ctx, exc.status)
+        headers = {**exc.headers, "x-request-id": ctx.request_id}
+        for name, value in ctx.response_headers.items():  # e.g. x-ratelimit-*, on errors too
+            headers.setdefault(name, value)
+        await send_json(send, exc.status, orjson.dumps(exc.to_body()), headers)
+
+    async def list_models(self, request: Request) -> Response:
+        ctx = self._context(request.scope)
+        await self.pipeline.admit(ctx)
+        aliases = self.pipeline.visible(list(self.settings.models), ctx)
+        return JSONResponse({"object": "list", "data": [self._model_card(a) for a in aliases]}, headers=_headers(ctx))
+
+    async def retrieve_model(self, request: Request) -> Response:
+        ctx = self._context(request.scope)
+        await self.pipeline.admit(ctx)
+        alias = request.path_params["model"]
+        if alias not in self.pipeline.visible(list(self.settings.models), ctx):
+            raise ModelNotFound(f"The model `{alias}` does not exist or you do not have access to it.", param="model")
+        return JSONResponse(self._model_card(alias), headers=_headers(ctx))
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(self, request: Request) -> Response:
+        if not self.ready or self.drain.draining:
+            return JSONResponse({"status": "shutting down"}, status_code=503)
+        return JSONResponse({"status": "ready", "models": len(self.settings.models)})
+
+    def _model_card(self, alias: str) -> dict[str, Any]:
+        m = self.settings.models[alias]
+        owner = m.owned_by or (m.deployments[0].provider if m.deployments else "llm-gateway")
+        return {"id": alias, "object": "model", "created": self.created, "owned_by": owner}
+
+    @staticmethod
+    def _context(scope: Scope) -> RequestContext:
+        headers = scope_headers(scope)
+        return RequestContext(request_id=_given_or_new_id(headers.get("x-request-id")), headers=headers)
+
+    async def _stream(self, call: Any, ctx: RequestContext, framer: Framer) -> EventSourceResponse:
+        started = time.perf_counter()
+        chunks = await self.pipeline.stream(call, ctx)
+        try:
+            first = await anext(chunks)
+            ctx.first_token_seconds = time.perf_counter() - started
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await chunks.aclose()
+            raise
+        self.observer.stream_opened(ctx)
+        frames = _frames(framer, first, chunks, ctx, lambda: self.observer.finish(ctx, 200), self.drain)
+        # on SIGTERM sse-starlette lets the stream run this long before cutting it; _frames ends it cleanly first
+        grace = self.drain.grace_seconds + 1
+        return EventSourceResponse(frames, headers=_headers(ctx), sep="\n", ping=15, shutdown_grace_period=grace)
+
+    async def _read_json(self, ctx: RequestContext, receive: Receive) -> Any:
+        raw = await read_body(receive, ctx.headers.get("content-length"), self.settings.server.max_body_bytes)
+        if not raw:
+            raise InvalidRequest("The request body is empty; expected a JSON object.")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.") from None
+
+
+async def _frames(
+    framer: Framer,
+    first: dict[str, Any] | None,
+    chunks: AsyncIterator[dict[str, Any]],
+    ctx: RequestContext,
+    on_end: Callable[[], None],
+    drain: Drain | None = None,
+) -> AsyncIterator[bytes]:
+    """The stream's SSE frames (`framer`: OpenAI's, or a translation); a failure after the first byte ends the stream
+    with the framer's error frame.
+
+    Once the server drains (SIGTERM), each chunk is awaited only until the grace deadline; a stream still open then
+    ends with an error frame rather than a cut connection.
+    """
+    try:
+        if first is not None:
+            frame = framer.feed(first)
+            if frame:
+                yield frame
+            while True:
+                remaining = drain.remaining() if drain is not None else None
+                try:
+                    if remaining is None:
+                        chunk = await anext(chunks)
+                    else:
+                        chunk = await asyncio.wait_for(anext(chunks), remaining)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise ServiceUnavailable(
+                        "The gateway is shutting down and the stream did not finish within the grace period.",
+                        code="shutting_down",
+                    ) from None
+                frame = framer.feed(chunk)
+                if frame:
+                    yield frame
+        yield framer.finish()
+    except GatewayError as exc:
+        ctx.outcome = "error"
+        ctx.state["observer.error"] = exc
+        yield framer.fail(exc)
+    except Exception:  # the client gets a clean error frame; the traceback goes to the log
+        log.exception("stream failed", extra={"request_id": ctx.request_id})
+        ctx.outcome = "error"
+        yield framer.fail(GatewayError("The stream failed inside the gateway."))
+    finally:
+        await chunks.aclose()
+        on_end()
+
+
+def _request_id(request: Request) -> str:
+    return _given_or_new_id(request.headers.get("x-request-id"))
+
+
+def _given_or_new_id(given: str | None) -> str:
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    return f"req_{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+
+
+def _headers(ctx: RequestContext) -> dict[str, str]:
+    headers = {"x-request-id": ctx.request_id}
+    if ctx.deployment:
+        headers["x-gateway-deployment"] = ctx.deployment
+    if ctx.response_headers:
+        headers.update(ctx.response_headers)
+    return headers
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err: GatewayError = NotFound(f"Unknown request URL: {request.method} {request.url.path}.", code="unknown_url")
+    elif exc.status_code == 405:
+        err = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}.")
+    else:
+        err = GatewayError(str(exc.detail), status=exc.status_code)
+    return error_response(err, _request_id(request))
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc, _request_id(request))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(GatewayError("The gateway hit an internal error; it has been logged."), _request_id(request))
+
+
+# every POST endpoint served by the pipeline, and how its bodies look on the wire
+MODEL_ENDPOINTS: dict[str, Wire] = {
+    "/v1/chat/completions": OpenAIWire("chat"),
+    "/v1/completions": OpenAIWire("completion"),
+    "/v1/embeddings": OpenAIWire("embedding"),
+    RESPONSES_PATH: ResponsesWire(),
+}
+
+
+class ModelEndpoint:
+    """A model endpoint as a raw ASGI app: Starlette's routing hands it the scope (for root paths, trailing slashes
+    and 405s), GatewayApp calls it directly for the exact paths."""
+
+    def __init__(self, gateway: Gateway, wire: Wire) -> None:
+        self.gateway = gateway
+        self.wire = wire
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.gateway.serve(scope, receive, send, self.wire)
+
+
+class GatewayApp(Starlette):
+    """Starlette, but a POST to a model endpoint goes straight to the gateway, ahead of Starlette's middleware and
+    routing: those carry every request and cost about a fifth of the gateway's own time (BENCHMARKS.md).
+    Gateway.serve answers every error itself, as Starlette's exception handlers would."""
+
+    def __init__(self, gateway: Gateway, model_endpoints: Mapping[str, ModelEndpoint], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state.gateway = gateway
+        self._model_endpoints = dict(model_endpoints)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self._model_endpoints.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> GatewayApp:
+    gateway = Gateway(settings, transports=transports)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway.drain.listen_for_signals()
+        await asyncio.to_thread(encoding)  # load tiktoken's table now, not on the first request
+        # what startup built (settings, tiktoken, metrics, adapters) lives as long as the server: out of the
+        # collector's sight, so full collections under load stop walking it (~6% of instructions at 64 connections)
+        gc.freeze()
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+            gc.unfreeze()  # an app stopped inside a longer-lived process (tests, the pytest plugin) can be collected
+
+    model_endpoints = {path: ModelEndpoint(gateway, wire) for path, wire in MODEL_ENDPOINTS.items()}
+    routes = [
+        *(Route(path, endpoint, methods=["POST"]) for path, endpoint in model_endpoints.items()),
+        Route("/v1/models", gateway.list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", gateway.retrieve_model, methods=["GET"]),
+        Route("/healthz", gateway.healthz, methods=["GET"]),
+        Route("/readyz", gateway.readyz, methods=["GET"]),
+        *operator_routes(gateway),
+    ]
+    app = GatewayApp(
+        gateway,
+        model_endpoints,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, GatewayError: _gateway_error, Exception: _unexpected},
+    )
+    return app
+
+
+def app_from_env() -> GatewayApp:
+    """uvicorn factory: `gateway serve` passes the config path (and overrides) through the environment."""
+    settings = load_settings()
+    configure_process_logging(settings.logging)  # the server's own log lines in the configured level and format
+    return create_app(settings)

@@ -1,0 +1,71 @@
+"""How an endpoint's bodies look on the wire around the pipeline: OpenAI's own as they are, or a translation.
+
+Gateway.serve runs every model endpoint the same way (read, validate, policies, recorder, router, answer or stream);
+a Wire says what the client's body becomes for the pipeline, what the pipeline's answer becomes for the client, and
+how stream chunks are framed. /v1/responses is the translating one (gateway/responses_api.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+from llm_gateway.vocab.errors import GatewayError
+from llm_gateway.vocab.types import Kind
+
+
+class Framer(Protocol):
+    """One stream's SSE bytes: a frame per chunk (b"" when nothing goes out yet), the end, or a failure."""
+
+    def feed(self, chunk: dict[str, Any]) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+    def fail(self, exc: GatewayError) -> bytes: ...
+
+
+class Wire(Protocol):
+    kind: Kind  # what the pipeline serves (a translated endpoint may ride on "chat")
+    label: str  # the endpoint's name in metrics and request log lines
+
+    def request(self, body: Any) -> tuple[Any, Any]:
+        """(the body to validate as `kind`, what answer() and framer() need to know of the request)."""
+        ...
+
+    def answer(self, result: dict[str, Any], state: Any) -> dict[str, Any]: ...
+
+    def framer(self, state: Any) -> Framer: ...
+
+
+class OpenAIFramer:
+    """`data: {chunk}\\n\\n` per chunk and `data: [DONE]\\n\\n` at the end, exactly as OpenAI frames a stream."""
+
+    def feed(self, chunk: dict[str, Any]) -> bytes:
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def finish(self) -> bytes:
+        return b"data: [DONE]\n\n"
+
+    def fail(self, exc: GatewayError) -> bytes:
+        return b"data: " + orjson.dumps(exc.to_body()) + b"\n\n"
+
+
+_OPENAI_FRAMER = OpenAIFramer()  # keeps no state: one serves every stream
+
+
+class OpenAIWire:
+    """/v1/chat/completions, /v1/completions, /v1/embeddings: bodies pass as they are, both ways."""
+
+    def __init__(self, kind: Kind) -> None:
+        self.kind = kind
+        self.label = kind
+
+    def request(self, body: Any) -> tuple[Any, None]:
+        return body, None
+
+    def answer(self, result: dict[str, Any], state: None) -> dict[str, Any]:
+        return result
+
+    def framer(self, state: None) -> Framer:
+        return _OPENAI_FRAMER

@@ -1,0 +1,103 @@
+"""The pytest plugin as a team uses it: record a suite once, replay it with the upstream gone, fail on a change.
+
+Each step runs a real inner pytest session in a subprocess (the plugin is loaded through its pytest11 entry point).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import free_port
+from tests.support.upstream import FakeUpstream
+
+INNER_TEST = """
+import os
+
+PROMPT = os.environ.get("INNER_PROMPT", "What is the capital of France?")
+
+
+def test_chat(openai_client):
+    answer = openai_client.chat.completions.create(model="echo", messages=[{"role": "user", "content": PROMPT}])
+    assert answer.choices[0].message.content == "echo: What is the capital of France?"
+    assert answer.usage.total_tokens == 18
+
+
+def test_stream(openai_client, gateway_base_url):
+    assert gateway_base_url.endswith("/v1")
+    chunks = list(openai_client.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "stream please"}], stream=True))
+    assert [c.choices[0].delta.content for c in chunks] == ["", "echo: str", "eam please", None]
+"""
+
+CONFIG = """
+[providers.up]
+type = "openai"
+base_url = "{url}/v1"
+api_key = "sk-upstream"
+
+[models.echo]
+provider = "up"
+model = "echo"
+"""
+
+
+def run_inner(project: Path, upstream_url: str, *args: str, prompt: str | None = None) -> subprocess.CompletedProcess:
+    (project / "gateway.toml").write_text(CONFIG.format(url=upstream_url))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(project)}
+    if prompt:
+        env["INNER_PROMPT"] = prompt
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\ngateway_config = gateway.toml\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    (tmp_path / "test_inner.py").write_text(INNER_TEST)
+    return tmp_path
+
+
+def test_record_then_replay_without_upstream_then_fail_on_a_changed_prompt(
+    project: Path, upstream: FakeUpstream
+) -> None:
+    recorded = run_inner(project, upstream.url, "--gateway-record-mode=record")  # type: ignore[attr-defined]
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    files = sorted((project / "recordings" / "test_inner").glob("*.json"))
+    assert len(files) == 2
+
+    nobody_listens = f"http://127.0.0.1:{free_port()}"
+    replayed = run_inner(project, nobody_listens)  # replay is the default mode
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+
+    changed = run_inner(project, nobody_listens, prompt="What is the capital of Italy?")
+    assert changed.returncode == 1
+    assert "404 - No recording for this request" in changed.stdout
+    assert "'What is the capital of France?' -> 'What is the capital of Italy?'" in changed.stdout
+    assert sorted((project / "recordings" / "test_inner").glob("*.json")) == files  # replay never writes
+
+
+def test_auto_records_only_what_is_missing(project: Path, upstream: FakeUpstream) -> None:
+    first = run_inner(project, upstream.url, "--gateway-record-mode=auto")  # type: ignore[attr-defined]
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = len(upstream.requests)
+    second = run_inner(project, upstream.url, "--gateway-record-mode=auto")  # type: ignore[attr-defined]
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert len(upstream.requests) == before
+
+
+def test_a_bad_mode_is_a_usage_error(project: Path) -> None:
+    result = run_inner(project, "http://127.0.0.1:9", "--gateway-record-mode=sometimes")
+    assert result.returncode == 4 and "invalid choice: 'sometimes'" in result.stderr
