@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -279,18 +280,15 @@ class StoreRecorder:
         recorded: list[Chunk] = []
         usage = None
         last = started
-        try:
+        async with aclosing(chunks):
             async for chunk in chunks:
                 now = time.perf_counter()
                 recorded.append(Chunk(now - last, orjson.loads(orjson.dumps(chunk))))
                 last = now
                 usage = chunk.get("usage") or usage
                 yield chunk
-        finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        # only a stream that ended normally is stored: a failed or abandoned one would replay a truncated answer
+        # only a stream that ended normally is stored: a failed, cut (the adapter raises when the upstream's end
+        # marker never came) or abandoned one would replay a truncated answer as if it were whole
         if recorded:
             meta = self._meta(call, ctx, started, usage, stream=True)
             await self._save(Recording(request.key, request.as_dict(), meta, chunks=recorded))

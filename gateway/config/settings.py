@@ -54,6 +54,8 @@ class ProviderSettings:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     max_connections: int = 1000
+    max_answer_bytes: int = 64 * 1024 * 1024  # a whole answer, inflated; larger ones are a 502
+    max_event_bytes: int = 1024 * 1024  # one event (line) of a stream
     # anthropic
     anthropic_version: str = "2023-06-01"
     default_max_tokens: int = 4096
@@ -276,6 +278,8 @@ def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSetting
         headers=t.string_map("headers"),
         timeouts=_parse_timeouts(t.table("timeout")),
         max_connections=t.integer("max_connections", d.max_connections, minimum=1),
+        max_answer_bytes=t.integer("max_answer_bytes", d.max_answer_bytes, minimum=1024),
+        max_event_bytes=t.integer("max_event_bytes", d.max_event_bytes, minimum=1024),
         anthropic_version=t.string("anthropic_version", d.anthropic_version),
         default_max_tokens=t.integer("default_max_tokens", d.default_max_tokens, minimum=1),
         model_path=t.string("model_path", d.model_path),
