@@ -20,6 +20,7 @@ from llm_gateway.observability.observer import Observer
 from llm_gateway.observability.request_log import configure_process_logging
 from llm_gateway.server.app import Gateway, GatewayApp, asgi_app
 from llm_gateway.server.shutdown import Drain
+from llm_gateway.vocab.types import Call, RequestContext
 
 
 def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> Gateway:
@@ -33,8 +34,14 @@ def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = 
     first_token = {name: p.timeouts.first_token for name, p in settings.providers.items()}
     router = Router(settings.models, adapters, settings.router, missing_keys=missing, first_token_timeouts=first_token)
     prices = {alias: m.price for alias, m in settings.models.items()}
-    policies = build_policies(settings, router.send)
     recorder = build_recorder(settings)
+
+    async def send_on_own_behalf(call: Call, ctx: RequestContext) -> dict[str, Any]:
+        # the gateway's own calls (the moderation guard's) go through the recorder like a client's: replay mode
+        # answers them from recordings and never reaches an upstream
+        return await recorder.send(call, ctx, router.send)
+
+    policies = build_policies(settings, send_on_own_behalf)
     pipeline = Pipeline(router, policies, recorder, prices)
     observer = Observer(
         settings,

@@ -96,6 +96,9 @@ class Gateway:
         ctx = request_context(scope)
         self.observer.start(ctx, wire.label)
         try:
+            # authenticate first: without a valid key the answer is 401, before the body is read, validated or its
+            # model looked up (so neither the aliases nor the schema can be probed without a key)
+            await self.pipeline.admit(ctx)
             body, state = wire.request(await self._read_json(ctx, receive))
             call = parse_call(wire.kind, body, self.settings.models)
             call.request_id = ctx.request_id

@@ -14,6 +14,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Self
 
 import orjson
 
@@ -74,7 +75,7 @@ class RawUpstream:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def __enter__(self) -> RawUpstream:
+    def __enter__(self) -> Self:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
