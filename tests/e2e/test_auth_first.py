@@ -4,7 +4,6 @@ is not looked up, so neither the aliases nor the schema can be probed without a 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest

@@ -68,7 +68,7 @@ def test_import_refuses_it_and_imports_the_others(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "llm_gateway", "recordings", "import", "--config", str(config), "--from",
          str(recordings)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 1, result.stderr
     assert f"refused {recordings / (TAMPERED + '.json')}: corrupt recording" in result.stderr
