@@ -50,7 +50,7 @@ def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = 
         policies=pipeline.policies,
     )
     router.on_upstream_error = observer.upstream_error
-    drain = Drain(settings.server.shutdown_grace_seconds)
+    drain = Drain(settings.server.shutdown_grace_seconds, in_flight=lambda: observer.in_flight)
     return Gateway(settings, adapters=adapters, router=router, pipeline=pipeline, observer=observer, drain=drain)
 
 

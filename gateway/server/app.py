@@ -265,18 +265,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         err = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}.")
     else:
         err = GatewayError(str(exc.detail), status=exc.status_code)
-    return error_response(err, request_context(request.scope))
+    return _route_error(request, err)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc, request_context(request.scope))
+    return _route_error(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    err = GatewayError("The gateway hit an internal error; it has been logged.")
-    return error_response(err, request_context(request.scope))
+    ctx = request_context(request.scope)
+    log.exception("unhandled error on %s %s", request.method, request.url.path, extra={"request_id": ctx.request_id})
+    return _route_error(request, GatewayError("The gateway hit an internal error; it has been logged."))
+
+
+def _route_error(request: Request, err: GatewayError) -> Response:
+    """A Starlette route's error: answered and logged with the request's one id."""
+    ctx = request_context(request.scope)
+    request.app.state.gateway.observer.route_error(ctx, request.url.path, err.status, err)
+    return error_response(err, ctx)
 
 
 # every POST endpoint served by the pipeline, and how its bodies look on the wire
