@@ -58,8 +58,22 @@ def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = Non
     return asgi_app(build_gateway(settings, transports=transports))
 
 
+def configure_http_limits(settings: Settings) -> None:
+    """This process's HTTP limits ([server]), for the protocol `gateway serve` runs uvicorn with."""
+    try:
+        from llm_gateway.server.http_limits import HttpLimits, LimitedHttpToolsProtocol
+    except ImportError:  # no httptools: uvicorn parses with h11 and its own header limit
+        return
+    s = settings.server
+    LimitedHttpToolsProtocol.configure(HttpLimits(
+        max_header_bytes=s.max_header_bytes, max_headers=s.max_headers, header_timeout=s.header_timeout_seconds,
+        body_timeout=s.body_timeout_seconds, max_connections=s.max_connections,
+    ))
+
+
 def app_from_env() -> GatewayApp:
     """uvicorn factory: `gateway serve` passes the config path (and overrides) through the environment."""
     settings = load_settings()
     configure_process_logging(settings.logging)  # the server's own log lines in the configured level and format
+    configure_http_limits(settings)
     return create_app(settings)

@@ -34,6 +34,13 @@ class ServerSettings:
     max_body_bytes: int = 8 * 1024 * 1024
     shutdown_grace_seconds: float = 10.0
     state_path: str = ".gateway/state.db"  # SQLite file for keys, spend and (by default) recordings
+    # the HTTP layer's limits (server/http_limits.py)
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    keep_alive_seconds: float = 5.0
+    max_connections: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +253,12 @@ def _parse_server(t: Table) -> ServerSettings:
         max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, minimum=1024),
         shutdown_grace_seconds=t.number("shutdown_grace_seconds", d.shutdown_grace_seconds, minimum=0),
         state_path=t.string("state_path", d.state_path),
+        max_header_bytes=t.integer("max_header_bytes", d.max_header_bytes, minimum=1024),
+        max_headers=t.integer("max_headers", d.max_headers, minimum=8),
+        header_timeout_seconds=t.number("header_timeout_seconds", d.header_timeout_seconds, minimum=0.1),
+        body_timeout_seconds=t.number("body_timeout_seconds", d.body_timeout_seconds, minimum=0.1),
+        keep_alive_seconds=t.number("keep_alive_seconds", d.keep_alive_seconds, minimum=0.1),
+        max_connections=t.integer("max_connections", d.max_connections, minimum=1),
     )
     t.finish()
     return s
