@@ -31,6 +31,8 @@ class RawResponse(Protocol):
 
     def aiter_raw(self) -> AsyncIterator[bytes]: ...
 
+    async def aread(self) -> bytes: ...
+
 
 def content_length(headers: Mapping[str, str]) -> int | None:
     value = headers.get("content-length")
@@ -93,6 +95,11 @@ async def read_body(response: RawResponse, provider: str, limit: int) -> bytes:
     if declared is not None and declared > limit:
         raise _too_large(provider, f"says it is {declared} bytes", limit)
     encoded = _encoding(response) not in ("identity", "")
+    if declared is not None and not encoded:  # the common case: a length within the cap, read in one call
+        body = await response.aread()
+        if len(body) < declared:
+            raise _truncated(provider, len(body), declared)
+        return body
     pieces: list[bytes] = []
     size = 0
     async for piece in decoded(response, provider):
@@ -103,14 +110,16 @@ async def read_body(response: RawResponse, provider: str, limit: int) -> bytes:
             raise _too_large(provider, "is larger than", limit)
         pieces.append(piece)
     body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-    if declared is not None and not encoded and len(body) < declared:
-        raise UpstreamIncomplete(
-            f"upstream {provider!r} sent {len(body)} of the {declared} bytes it announced",
-            provider=provider,
-            kind="malformed",
-            code="upstream_answer_truncated",
-        )
     return body
+
+
+def _truncated(provider: str, got: int, declared: int) -> UpstreamIncomplete:
+    return UpstreamIncomplete(
+        f"upstream {provider!r} sent {got} of the {declared} bytes it announced",
+        provider=provider,
+        kind="malformed",
+        code="upstream_answer_truncated",
+    )
 
 
 async def read_error_body(response: RawResponse, provider: str, limit: int = ERROR_BODY_BYTES) -> bytes:

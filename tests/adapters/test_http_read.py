@@ -24,6 +24,10 @@ class Response:
             self.read += 1
             yield piece
 
+    async def aread(self) -> bytes:
+        self.read += len(self.pieces)
+        return b"".join(self.pieces)
+
 
 async def events(response: Response, cap: int = 1024, *, deadline: float | None = None) -> list[tuple[str, bytes]]:
     loop = asyncio.get_running_loop()

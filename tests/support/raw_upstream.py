@@ -49,12 +49,18 @@ def _json_head(status: int, length: int | None, extra: str = "") -> bytes:
 
 
 def gzip_bomb(inflated: int) -> bytes:
-    """gzip of `inflated` zero bytes (1 GiB packs into about 1 MB)."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    """A valid gzip of `inflated` zero bytes (1 GiB packs into about 1 MB), built in well under a second: after a
+    full flush deflate forgets its history, so every MiB of zeros compresses to the same bytes, repeated."""
     block = b"\0" * (1 << 20)
-    out = [compressor.compress(block) for _ in range(inflated >> 20)]
-    out.append(compressor.flush())
-    return b"".join(out)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    once = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    blocks = inflated >> 20
+    crc = 0
+    for _ in range(blocks):
+        crc = zlib.crc32(block, crc)
+    deflated = once * blocks + compressor.flush(zlib.Z_FINISH)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    return header + deflated + struct.pack("<II", crc, (blocks << 20) & 0xFFFFFFFF)
 
 
 Behaviour = Callable[[asyncio.StreamWriter, dict], Awaitable[None]]
@@ -156,7 +162,7 @@ class RawUpstream:
 
     async def _gzip_bomb(self, writer: asyncio.StreamWriter, body: dict) -> None:
         if self._bomb is None:
-            self._bomb = await asyncio.to_thread(gzip_bomb, 1 << 30)
+            self._bomb = gzip_bomb(1 << 30)
         writer.write(_json_head(200, len(self._bomb), "content-encoding: gzip\r\n") + self._bomb)
         await writer.drain()
 
