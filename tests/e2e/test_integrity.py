@@ -32,6 +32,8 @@ def _config(upstream: RawUpstream, recordings: Path) -> str:
         for alias in ALIASES
     )
     models += "".join(f'[models."{alias}"]\nprovider = "rawslow"\nmodel = "{alias}"\n' for alias in SLOW_ALIASES)
+    models += '[models."claude-cut"]\nprovider = "rawanthropic"\nmodel = "anthropic-cut"\n'
+
     return f"""
 [router]
 retries = 0
@@ -48,6 +50,11 @@ base_url = "{upstream.base_url}"
 max_answer_bytes = {CAP}
 max_event_bytes = 65536
 timeout = {{ connect = 2, read = 10, total = 60, first_token = 10 }}
+
+[providers.rawanthropic]
+type = "anthropic"
+base_url = "http://127.0.0.1:{upstream.port}"
+api_key = "sk-ant-raw"
 
 [providers.rawslow]
 type = "openai"
@@ -127,6 +134,20 @@ def test_a_cut_stream_ends_with_an_error_event_and_is_neither_recorded_nor_free(
     assert _metric(gateway.url, "gateway_requests_total", alias=alias, outcome="error") == errors_before + 1
     assert _metric(gateway.url, "gateway_completion_tokens_total", alias=alias) >= tokens_before + 2  # "word word"
     assert _metric(gateway.url, "gateway_spend_usd_total", alias=alias) > 0
+    _still_serves(gateway, recordings)
+
+
+def test_a_cut_anthropic_stream_is_not_passed_off_as_whole(served: tuple[GatewayProcess, RawUpstream, Path]) -> None:
+    gateway, _, recordings = served
+    response = _chat(gateway.url, "claude-cut", stream=True)
+    assert response.status_code == 200
+    events = _events(response.text)
+    assert b"[DONE]" not in events
+    text = "".join(orjson.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+    assert text == "word word "  # what the upstream sent before the reset, relayed as it came
+    error = orjson.loads(events[-1])["error"]
+    assert error["code"] == "upstream_stream_incomplete" and "message_stop" in error["message"]
+    assert "claude-cut" not in _recorded(recordings)
     _still_serves(gateway, recordings)
 
 

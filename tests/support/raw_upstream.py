@@ -141,6 +141,22 @@ class RawUpstream:
         writer.write(SSE_HEAD + event(CHUNK) + event(CHUNK))
         await writer.drain()
 
+    async def _anthropic_cut(self, writer: asyncio.StreamWriter, body: dict) -> None:
+        """An Anthropic Messages stream: its start and two text deltas, then a reset before message_stop."""
+        message = {"id": "msg_raw", "type": "message", "role": "assistant", "model": "claude-raw", "content": [],
+                   "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}
+        events = [
+            ("message_start", {"type": "message_start", "message": message}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+            *[("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": "word "}})] * 2,
+        ]
+        writer.write(SSE_HEAD + b"".join(b"event: %s\n" % name.encode() + event(data) for name, data in events))
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        _reset(writer)
+
     async def _truncated(self, writer: asyncio.StreamWriter, body: dict) -> None:
         """A whole answer announced at 1000 bytes, of which 100 arrive before the connection closes."""
         writer.write(_json_head(200, 1000) + orjson.dumps(COMPLETION)[:100])
