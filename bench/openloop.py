@@ -4,8 +4,9 @@ wrk is closed-loop: a connection sends its next request only once the last one i
 down slows the load, and its p99 hides the queue a real client would meet (coordinated omission). Here request i is
 due at start + i / rate and goes out on the first free one of N keep-alive connections (wrk2's model); its latency
 counts from when the generator handed it out, so waiting for a free connection counts. The event loop's timers step
-in milliseconds, so requests leave in bursts of up to 1 ms worth of rate; `lag_p99_ms` is how late the generator
-itself was, and a point where it passes 2 ms measured the generator, not the target (frontier.py drops it).
+in milliseconds, so requests leave in bursts of up to 1 ms worth of rate. `lag_p50_ms` / `lag_p99_ms` say how late
+the generator itself handed requests out: a p99 of a few ms is the OS scheduling it away on a busy machine, a median
+past 1 ms is the generator out of CPU, a point that measured the generator, not the target (frontier.py drops it).
 
 Run: python -m bench.openloop URL RATE SECONDS CONNECTIONS BODY_FILE [HEADER: VALUE ...]; prints one JSON object.
 """
@@ -88,6 +89,7 @@ async def run(url: str, rate: float, seconds: float, connections: int, body: byt
         "p50_ms": percentile(ranked, 0.50),
         "p99_ms": percentile(ranked, 0.99),
         "max_ms": ranked[-1] if ranked else 0.0,
+        "lag_p50_ms": percentile(lags, 0.50),
         "lag_p99_ms": percentile(lags, 0.99),
         "unfinished": unfinished,
         "errors": errors,

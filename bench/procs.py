@@ -179,6 +179,23 @@ def tree_rss(root: int) -> int:
     return total
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process tree has used so far, from /proc/<pid>/stat (clock ticks, 10 ms)."""
+    user = system = 0
+    for pid in tree_pids(root):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / _TICK, system / _TICK
+
+
 class PeakRss:
     """Samples a service's tree RSS in a thread while a load runs: `with PeakRss(service) as peak: ...; peak.bytes`."""
 

@@ -155,14 +155,14 @@ def _cpus_line(cpus: dict[str, Any] | None) -> str:
 def _open_streams_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     for o in results["targets"].get("gateway-off", {}).get("open_streams") or []:
-        if o.get("skipped"):
-            lines.append(f"{o['streams']:,} open streams (gateway, policies off): skipped, {o['skipped']}")
-            continue
         lines.append(
-            f"{o['streams']:,} open streams (gateway, policies off): {o['opened']:,} open "
+            f"{o['streams']:,} open streams (gateway, policies off): {o['opened']:,} of {o['attempted']:,} open "
             f"in {o['open_seconds']:.1f} s, "
-            f"RSS {o['idle_rss_mb']:.1f} MB idle -> {o['rss_mb']:.1f} MB, {o['failed']} failed"
+            f"RSS {o['idle_rss_mb']:.1f} MB idle -> {o['rss_mb']:.1f} MB, {o['failed']} failed, "
+            f"{o.get('hold_cpu_percent', 0):.0f}% of a core while held"
             + (f" (first: {o['first_error']})" if o.get("first_error") else "")
+            + (f"; {o['limited_by']}; ~{o['rss_at_count_mb']:.0f} MB at {o['streams']:,} by slope"
+               if o.get("limited_by") else "")
         )
     return lines
 
@@ -175,7 +175,7 @@ def _leak_lines(results: dict[str, Any]) -> list[str]:
         if not one:
             continue
         step = max(1, len(one["samples"]) // 10)
-        series = ", ".join(f"{n // 1000}k: {rss:.1f}" for n, rss in one["samples"][::step])
+        series = ", ".join(f"{_k(n)}: {rss:.1f}" for n, rss in one["samples"][::step])
         lines.append(
             f"leak check, {kind} requests ({found['target']}): {one['requests']} requests, {one['errors']} errors, "
             f"RSS MB {series}; growth {one['growth_mb']:+.1f} MB after warm-up"

@@ -235,7 +235,7 @@ def _frontier(target: Target, running: Running, loadgen: LoadGenerator, options:
                                   options.frontier_connections, running.headers)
         p99 = "never" if point["p99_ms"] is None else f"{point['p99_ms']:.2f} ms"
         log(f"   offered {rate:8.0f} req/s: served {point['achieved_rps']:8.0f}, p99 {p99}, "
-            f"generator lag p99 {point['lag_p99_ms']:.2f} ms, errors {point['errors']}")
+            f"generator lag p50 {point['lag_p50_ms']:.2f} / p99 {point['lag_p99_ms']:.2f} ms, errors {point['errors']}")
         return point
 
     result = frontier.sweep(measure, peak)
@@ -247,11 +247,9 @@ def _open_streams(running: Running, count: int) -> dict[str, Any]:
     spec = running.slow_stream
     assert spec is not None
     found = open_streams(running.service.url + spec.path, spec.body, running.headers, running.service, count)
-    if found.get("skipped"):
-        log(f"   {count} open streams skipped: {found['skipped']}")
-    else:
-        log(f"   {found['opened']}/{count} open streams in {found['open_seconds']:.1f}s: "
-            f"rss {found['idle_rss_mb']:.1f} -> {found['rss_mb']:.1f} MB")
+    log(f"   {found['opened']}/{found['attempted']} open streams in {found['open_seconds']:.1f}s: "
+        f"rss {found['idle_rss_mb']:.1f} -> {found['rss_mb']:.1f} MB" + (f"; {found['limited_by']}"
+                                                                        if found["limited_by"] else ""))
     return found
 
 

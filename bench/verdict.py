@@ -101,10 +101,12 @@ def _open_streams(results: dict[str, Any]) -> list[Verdict]:
         found = measured.get(count)
         if not found:
             out.append(Verdict(name, wanted, "-", None))
-        elif found.get("skipped"):
-            out.append(Verdict(name, wanted, f"- ({found['skipped']})", None))
-        elif found["opened"] < count:
-            out.append(Verdict(name, wanted, f"only {found['opened']} of {count} opened", False))
+        elif found["opened"] < found.get("attempted", count):
+            out.append(Verdict(name, wanted, f"only {found['opened']:,} of {found['attempted']:,} opened", False))
+        elif found.get("limited_by"):
+            out.append(Verdict(name, wanted, f"{found['rss_mb']:.0f} MB with {found['opened']:,} open (descriptor "
+                                             f"limit), ~{found['rss_at_count_mb']:.0f} MB at {count:,} by slope",
+                               found["rss_at_count_mb"] < ceiling))
         else:
             out.append(Verdict(name, wanted, f"{found['rss_mb']:.0f} MB", found["rss_mb"] < ceiling))
     smaller = sorted(n for n in measured if n not in (1000, 10000))
