@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from bench.chart import write_chart
+from bench.frontier import FRACTIONS
 from bench.report import full_report, markdown
 from bench.run import Options, run_benchmark
 from bench.targets import TARGETS
@@ -42,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="comma-separated counts of concurrent open streams on policies off (0: skip)")
     parser.add_argument("--no-frontier", action="store_true", help="skip the open-loop throughput frontier sweep")
     parser.add_argument("--frontier-seconds", type=float, default=2.0, help="seconds per offered rate of the sweep")
+    parser.add_argument("--frontier-fractions", default=",".join(f"{f:g}" for f in FRACTIONS),
+                        help="offered rates of the sweep, as fractions of each target's closed-loop peak")
     parser.add_argument("--frontier-connections", type=int, default=64,
                         help="keep-alive connections the open-loop generator sends on")
     parser.add_argument("--leak", type=int, nargs="?", const=100_000, default=0, metavar="REQUESTS",
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         frontier=not args.no_frontier,
         frontier_seconds=args.frontier_seconds,
         frontier_connections=args.frontier_connections,
+        frontier_fractions=tuple(sorted(float(f) for f in args.frontier_fractions.split(","))),
         leak_requests=args.leak,
         warmup_seconds=args.warmup,
         pin=not args.no_pin,

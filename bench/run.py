@@ -40,6 +40,7 @@ class Options:
     frontier: bool = True  # the open-loop rate sweep of every target (bench/frontier.py)
     frontier_seconds: float = 2.0  # per offered rate
     frontier_connections: int = 64
+    frontier_fractions: tuple[float, ...] = frontier.FRACTIONS  # offered rates, as fractions of the closed-loop peak
     rounds: int = 1  # load rounds over all targets; each figure is the median over them
     warmup_seconds: float = 1.0
     pin: bool = True  # targets on their own CPUs, load generator and upstream on another (procs.cpu_split)
@@ -73,7 +74,7 @@ def run_benchmark(options: Options) -> dict[str, Any]:
             "connections": list(options.connections),
             "open_files_limit": open_files,
             "frontier_settings": {"seconds": options.frontier_seconds, "connections": options.frontier_connections,
-                                  "fractions": list(frontier.FRACTIONS), "bounds_ms": list(frontier.BOUNDS_MS)},
+                                  "fractions": list(options.frontier_fractions), "bounds_ms": list(frontier.BOUNDS_MS)},
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "targets": {},
             "leak": None,
@@ -226,7 +227,7 @@ def _extras(
 
 def _frontier(target: Target, running: Running, loadgen: LoadGenerator, options: Options, peak: float
               ) -> dict[str, Any]:
-    log(f"== {target.label}: frontier, open loop from {peak * frontier.FRACTIONS[0]:.0f} req/s up")
+    log(f"== {target.label}: frontier, open loop from {peak * options.frontier_fractions[0]:.0f} req/s up")
     if options.warmup_seconds:
         loadgen.run(running.url, REQUEST_BODY, 8, options.warmup_seconds, running.headers)
 
@@ -238,7 +239,7 @@ def _frontier(target: Target, running: Running, loadgen: LoadGenerator, options:
             f"generator lag p50 {point['lag_p50_ms']:.2f} / p99 {point['lag_p99_ms']:.2f} ms, errors {point['errors']}")
         return point
 
-    result = frontier.sweep(measure, peak)
+    result = frontier.sweep(measure, peak, options.frontier_fractions)
     log("   frontier: " + ", ".join(f"p99 < {b:g} ms: {frontier.describe(result, b)}" for b in frontier.BOUNDS_MS))
     return result
 
