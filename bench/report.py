@@ -156,7 +156,7 @@ def _open_streams_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     for o in results["targets"].get("gateway-off", {}).get("open_streams") or []:
         lines.append(
-            f"{o['streams']:,} open streams (gateway, policies off): {o['opened']:,} of {o['attempted']:,} open "
+            f"{o['streams']:,} open streams (gateway, policies off): {o['opened']:,} open of {o['attempted']:,} tried "
             f"in {o['open_seconds']:.1f} s, "
             f"RSS {o['idle_rss_mb']:.1f} MB idle -> {o['rss_mb']:.1f} MB, {o['failed']} failed, "
             f"{o.get('hold_cpu_percent', 0):.0f}% of a core while held"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import frontier, nginx
+from bench.frontier import FRACTIONS
 from bench.leak import leak_checks, leak_target
 from bench.load import LoadGenerator
 from bench.open_streams import open_streams
@@ -40,7 +41,7 @@ class Options:
     frontier: bool = True  # the open-loop rate sweep of every target (bench/frontier.py)
     frontier_seconds: float = 2.0  # per offered rate
     frontier_connections: int = 64
-    frontier_fractions: tuple[float, ...] = frontier.FRACTIONS  # offered rates, as fractions of the closed-loop peak
+    frontier_fractions: tuple[float, ...] = FRACTIONS  # offered rates, as fractions of the closed-loop peak
     rounds: int = 1  # load rounds over all targets; each figure is the median over them
     warmup_seconds: float = 1.0
     pin: bool = True  # targets on their own CPUs, load generator and upstream on another (procs.cpu_split)
