@@ -23,6 +23,7 @@ from bench.procs import Service, tree_cpu_seconds, tree_pids
 from bench.pyload import build_request
 
 _SPARE = 64  # descriptors left for what a stream's setup opens beside its two sockets
+STALL_SECONDS = 10.0  # fewer than 0.5% of the streams opened over this long: the target has stopped taking them
 
 
 class _Holder(asyncio.Protocol):
@@ -112,9 +113,17 @@ async def _open_streams(url: str, body: bytes, headers: dict[str, str], count: i
     started = time.perf_counter()
     opening = asyncio.gather(*(hold() for _ in range(count)))
     deadline = started + timeout
+    progress = [(started, 0)]  # (when, opened): a target that stops taking streams is not waited for
+    stalled = False
     while not opening.done() and time.perf_counter() < deadline:
         peak = max(peak, service.rss_bytes())
         await asyncio.wait([opening], timeout=0.5)
+        now = time.perf_counter()
+        progress.append((now, opened))
+        window = [n for t, n in progress if t >= now - STALL_SECONDS]
+        if now - started > STALL_SECONDS and opened - window[0] < max(10, count // 200):
+            stalled = True
+            break
     open_seconds = time.perf_counter() - started
     cpu_before, hold_started = sum(tree_cpu_seconds(service.proc.pid)), time.perf_counter()
     for _ in range(10):  # every stream open and ticking
@@ -129,7 +138,7 @@ async def _open_streams(url: str, body: bytes, headers: dict[str, str], count: i
     await asyncio.sleep(0.5)
     return {"opened": opened, "failed": count - opened, "open_seconds": open_seconds,
             "idle_rss_mb": idle / 2**20, "rss_mb": peak / 2**20, "hold_cpu_percent": 100 * hold_cpu,
-            "first_error": repr(failures[0])[:600] if failures else None}
+            "stalled": stalled, "first_error": repr(failures[0])[:600] if failures else None}
 
 
 def open_streams(url: str, body: bytes, headers: dict[str, str], service: Service, count: int = 1000,

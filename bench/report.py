@@ -160,6 +160,7 @@ def _open_streams_lines(results: dict[str, Any]) -> list[str]:
             f"in {o['open_seconds']:.1f} s, "
             f"RSS {o['idle_rss_mb']:.1f} MB idle -> {o['rss_mb']:.1f} MB, {o['failed']} failed, "
             f"{o.get('hold_cpu_percent', 0):.0f}% of a core while held"
+            + (f"; stalled (under 0.5% more opened in 10 s) at {o['opened']:,}" if o.get("stalled") else "")
             + (f" (first: {o['first_error']})" if o.get("first_error") else "")
             + (f"; {o['limited_by']}; ~{o['rss_at_count_mb']:.0f} MB at {o['streams']:,} by slope"
                if o.get("limited_by") else "")
