@@ -15,12 +15,13 @@ from typing import Any
 BOUNDS_MS = (5.0, 50.0)
 FRACTIONS = (0.1, 0.25, 0.4, 0.55, 0.7, 0.8, 0.9, 1.0)
 GENERATOR_LAG_MS = 1.5  # the generator's median lateness past this (1 ms timer steps): out of CPU, it measured itself
+GENERATOR_CPU = 0.85  # or its own CPU time past this share of a core
 
 Point = dict[str, Any]  # one bench.openloop result
 
 
 def usable(point: Point) -> bool:
-    return (point.get("lag_p50_ms") or 0.0) <= GENERATOR_LAG_MS
+    return (point.get("lag_p50_ms") or 0.0) <= GENERATOR_LAG_MS and (point.get("generator_cpu") or 0.0) <= GENERATOR_CPU
 
 
 def breached(point: Point, bound_ms: float) -> bool:

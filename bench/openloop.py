@@ -5,8 +5,9 @@ down slows the load, and its p99 hides the queue a real client would meet (coord
 due at start + i / rate and goes out on the first free one of N keep-alive connections (wrk2's model); its latency
 counts from when the generator handed it out, so waiting for a free connection counts. The event loop's timers step
 in milliseconds, so requests leave in bursts of up to 1 ms worth of rate. `lag_p50_ms` / `lag_p99_ms` say how late
-the generator itself handed requests out: a p99 of a few ms is the OS scheduling it away on a busy machine, a median
-past 1.5 ms is the generator out of CPU, a point that measured the generator, not the target (frontier.py drops it).
+the generator itself handed requests out: a p99 of a few ms is the OS scheduling it away on a busy machine; a median
+past 1.5 ms, or `generator_cpu` (its CPU time over the window, of one core) past 0.85, is the generator out of CPU:
+that point measured the generator, not the target (frontier.py ends the sweep there).
 
 Run: python -m bench.openloop URL RATE SECONDS CONNECTIONS BODY_FILE [HEADER: VALUE ...]; prints one JSON object.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import resource
 import sys
 import time
 from urllib.parse import urlsplit
@@ -56,6 +58,7 @@ async def run(url: str, rate: float, seconds: float, connections: int, body: byt
             writer.close()
 
     workers = [asyncio.create_task(connection(r, w)) for r, w in streams]
+    cpu_before = _cpu_seconds()
     total = max(1, round(rate * seconds))
     interval = 1e9 / rate
     start = clock()
@@ -79,6 +82,7 @@ async def run(url: str, rate: float, seconds: float, connections: int, body: byt
         task.cancel()
     errors += sum(1 for task in done if task.exception() is not None)
     elapsed = (clock() - start) / 1e9
+    cpu_share = (_cpu_seconds() - cpu_before) / elapsed
     unfinished = total - len(latencies)
     latencies.sort()
     lags.sort()
@@ -91,11 +95,17 @@ async def run(url: str, rate: float, seconds: float, connections: int, body: byt
         "p50_ms": percentile(ranked, 0.50),
         "p99_ms": percentile(ranked, 0.99),
         "max_ms": ranked[-1] if ranked else 0.0,
+        "generator_cpu": cpu_share,  # of one core: near 1, the generator was the bottleneck
         "lag_p50_ms": percentile(lags, 0.50),
         "lag_p99_ms": percentile(lags, 0.99),
         "unfinished": unfinished,
         "errors": errors,
     }
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str]) -> None:

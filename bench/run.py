@@ -237,7 +237,8 @@ def _frontier(target: Target, running: Running, loadgen: LoadGenerator, options:
                                   options.frontier_connections, running.headers)
         p99 = "never" if point["p99_ms"] is None else f"{point['p99_ms']:.2f} ms"
         log(f"   offered {rate:8.0f} req/s: served {point['achieved_rps']:8.0f}, p99 {p99}, "
-            f"generator lag p50 {point['lag_p50_ms']:.2f} / p99 {point['lag_p99_ms']:.2f} ms, errors {point['errors']}")
+            f"generator lag p50 {point['lag_p50_ms']:.2f} / p99 {point['lag_p99_ms']:.2f} ms, "
+            f"cpu {point['generator_cpu']:.2f}, errors {point['errors']}")
         return point
 
     result = frontier.sweep(measure, peak, options.frontier_fractions)
