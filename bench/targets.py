@@ -197,6 +197,9 @@ def _litellm(env: Env) -> Running:
         "model_list:\n"
         f"  - model_name: {MODEL}\n"
         f'    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{env.upstream.url}/v1", api_key: sk-fake}}\n'
+        "  - model_name: bench-stream\n"
+        f'    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{env.upstream.url}/stream/v1", '
+        "api_key: sk-fake}\n"
         "litellm_settings: {telemetry: false}\n"
     )
     port = free_port()
@@ -205,7 +208,8 @@ def _litellm(env: Env) -> Running:
                       port=port, log=directory / "stdout.log", cwd=directory, ready_path="/health/liveliness",
                       env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}, cpus=env.target_cpus)
     service.wait_ready(180)
-    return Running(service, headers={"Authorization": "Bearer sk-fake"})
+    return Running(service, headers={"Authorization": "Bearer sk-fake"},
+                   stream=StreamSpec("/v1/chat/completions", _gateway_body("bench-stream")))
 
 
 TARGETS = [
