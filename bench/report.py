@@ -207,7 +207,8 @@ def sections(results: dict[str, Any], render=text) -> list[tuple[str, str]]:
         note = (
             f"open loop (bench/openloop.py): offered rates of {settings.get('fractions')} x the peak, "
             f"{settings.get('seconds', '?')} s each on {settings.get('connections', '?')} connections, up to the first "
-            "point past 50 ms; '>=': never breached in the sweep; '(generator)': the Python generator ran out first"
+            "point past 50 ms (a first breach measured twice); '>=': never breached in the sweep; '(generator)': the "
+            "Python generator ran out first"
         )
         out.append(("Throughput frontier", note + "\n\n" + render(frontiers)))
     memory = _open_streams_lines(results) + _leak_lines(results)

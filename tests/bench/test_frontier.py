@@ -47,9 +47,22 @@ def test_the_sweep_climbs_fractions_of_the_peak_and_stops_past_the_largest_bound
         return point(rate, rate, 1.0 if rate < 500 else 60.0)
 
     result = sweep(measure, 1000, fractions=(0.1, 0.3, 0.6, 0.9))
-    assert offered == [100, 300, 600]  # 600 passed 50 ms: 900 is never offered
+    assert offered == [100, 300, 600, 600]  # 600 passed 50 ms twice: 900 is never offered
     assert result["frontier"]["5"]["rps"] == 300 and result["frontier"]["50"]["rps"] == 300
     assert result["peak_rps"] == 1000 and len(result["points"]) == 3
+    assert result["points"][-1]["retried"] == 60.0
+
+
+def test_a_first_breach_is_measured_again_and_a_passing_retry_kept() -> None:
+    answers = iter([1.0, 9.0, 2.0, 3.0])  # the second rate breaches 5 ms once (noise), then passes
+
+    def measure(rate: float) -> dict:
+        return point(rate, rate, next(answers))
+
+    result = sweep(measure, 1000, fractions=(0.1, 0.5, 0.9))
+    assert [p["p99_ms"] for p in result["points"]] == [1.0, 2.0, 3.0]
+    assert result["points"][1]["retried"] == 9.0
+    assert result["frontier"]["5"] == {"rps": 900, "at_least": True, "generator_limited": False}
 
 
 def test_percentile_is_nearest_rank_and_counts_unfinished_requests_as_infinite() -> None:
