@@ -76,7 +76,7 @@ def describe(result: dict[str, Any] | None, bound_ms: float) -> str:
         return "-"
     found = result["frontier"].get(f"{bound_ms:g}")
     if not found or found["rps"] is None:
-        return "none" if found and not found["generator_limited"] else "-"
+        return "none" if found and not found["generator_limited"] else "- (generator)"
     value = f"{found['rps'] / 1000:.2f}k" if found["rps"] >= 1000 else f"{found['rps']:.0f}"
     if found["generator_limited"]:
         return f">= {value} (generator)"

@@ -45,6 +45,14 @@ async def run(url: str, rate: float, seconds: float, connections: int, body: byt
     errors = 0
     streams = [await asyncio.open_connection(parts.hostname, parts.port, limit=1 << 20) for _ in range(connections)]
 
+    async def prime(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(request)
+        await read_response(reader)
+
+    # one answered request per connection before the clock starts: the target has accepted every connection and done
+    # its per-connection setup, so the first point of a sweep measures the rate, not N connections arriving at once
+    await asyncio.gather(*(prime(r, w) for r, w in streams))
+
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal errors
         try:
