@@ -18,6 +18,7 @@ from llm_gateway.config.policy_settings import (
     parse_guards,
     parse_limits,
 )
+from llm_gateway.config.state_settings import StateSettings, masked_url, parse_state
 from llm_gateway.config.toml_reader import ConfigError, Table
 
 PROVIDER_TYPES = ("openai", "anthropic", "llamacpp", "mock")
@@ -135,7 +136,7 @@ DEFAULT_SCRUBBERS = (
 @dataclass(frozen=True, slots=True)
 class RecordingSettings:
     mode: str = "off"
-    store: str = "sqlite"  # sqlite | directory
+    store: str = "sqlite"  # sqlite | directory | postgres (the [state] database_url)
     path: str = ".gateway/recordings.db"
     ignore_fields: tuple[str, ...] = ("user", "metadata", "stream", "stream_options", "store", "service_tier")
     scrubbers: tuple[Scrubber, ...] = DEFAULT_SCRUBBERS
@@ -173,6 +174,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     guards: GuardSettings = field(default_factory=GuardSettings)
+    state: StateSettings = StateSettings()
     source: str = ""
     warnings: tuple[str, ...] = ()
 
@@ -213,8 +215,11 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     auth = parse_auth(root.table("auth"), warnings)
     limits = parse_limits(root.table("limits"))
     guards = parse_guards(root.table("guards"))
+    state = parse_state(root.table("state"), env)
     root.finish()
     _check_references(providers, models, problems, warnings)
+    if recording.store == "postgres" and not state.database_url:
+        problems.append('recording.store: "postgres" needs [state] database_url (or GATEWAY_DATABASE_URL)')
     if guards.moderation.alias and guards.moderation.alias not in models:
         problems.append(f"guards.moderation.alias: unknown alias {guards.moderation.alias!r}")
     if problems:
@@ -230,6 +235,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         auth=auth,
         limits=limits,
         guards=guards,
+        state=state,
         warnings=tuple(warnings),
     )
 
@@ -373,7 +379,7 @@ def _parse_recording(t: Table, env: Mapping[str, str]) -> RecordingSettings:
         scrubbers = tuple(_parse_scrubber(st) for st in t.tables("scrubbers"))
     r = RecordingSettings(
         mode=t.string("mode", d.mode, choices=RECORD_MODES),
-        store=t.string("store", d.store, choices=("sqlite", "directory")),
+        store=t.string("store", d.store, choices=("sqlite", "directory", "postgres")),
         path=t.string("path", d.path),
         ignore_fields=t.strings("ignore_fields", d.ignore_fields),
         scrubbers=scrubbers,
@@ -457,6 +463,8 @@ def masked(settings: Settings) -> dict[str, Any]:
         if p["api_key"]:
             p["api_key"] = _mask(p["api_key"])
         p["headers"] = {k: (_mask(v) if _secret_header(k) else v) for k, v in p["headers"].items()}
+    for key in ("database_url", "redis_url"):
+        data["state"][key] = masked_url(data["state"][key])
     if data["auth"]["master_key"]:
         data["auth"]["master_key"] = _mask(data["auth"]["master_key"])
     return data

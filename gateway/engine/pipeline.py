@@ -75,7 +75,11 @@ class Pipeline:
 
     async def send(self, call: Call, ctx: RequestContext) -> dict[str, Any]:
         call = await self.before(call, ctx)
-        response = await self.recorder.send(call, ctx, self.router.send)
+        try:
+            response = await self.recorder.send(call, ctx, self.router.send)
+        except BaseException:
+            await self._abandon(call, ctx)
+            raise
         self.account(call, ctx, response.get("usage"))
         for policy in self.policies:
             rewritten = await policy.after(call, response, ctx)
@@ -83,10 +87,21 @@ class Pipeline:
                 response = rewritten
         return response
 
+    async def _abandon(self, call: Call, ctx: RequestContext) -> None:
+        """A call admitted by the policies failed (or its client left): policies holding something give it back."""
+        for policy in self.policies:
+            abandon = getattr(policy, "abandon", None)
+            if abandon is not None:
+                await abandon(call, ctx)
+
     async def stream(self, call: Call, ctx: RequestContext) -> AsyncIterator[dict[str, Any]]:
         """A primed stream: errors up to the first upstream chunk are raised here, as HTTP errors."""
         call = await self.before(call, ctx)
-        chunks = await self.recorder.stream(call, ctx, self.router.stream)
+        try:
+            chunks = await self.recorder.stream(call, ctx, self.router.stream)
+        except BaseException:
+            await self._abandon(call, ctx)
+            raise
         return self._filtered(call, ctx, chunks)
 
     async def _filtered(
@@ -110,6 +125,7 @@ class Pipeline:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
+            await self._abandon(call, ctx)  # a stream that ended cleanly has settled already: this is a no-op
 
     async def _through(
         self, call: Call, ctx: RequestContext, chunks: list[dict[str, Any]], start: int

@@ -1,0 +1,100 @@
+"""Where shared state lives, picked from [state]: SQLite and in-process counters by default, PostgreSQL for keys,
+spend and recordings when `database_url` is set, Redis for rate limits and budget reservations when `redis_url` is.
+
+The drivers are imported only when configured, so the embedded default loads neither. `probe()` answers whether each
+configured server can be reached, for `gateway check` and for `gateway serve`'s refusal to start without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from llm_gateway.config.settings import Settings
+from llm_gateway.config.state_settings import StateSettings, masked_url
+from llm_gateway.policies.budget_ledger import InProcessLedger, Ledger, RedisLedger
+from llm_gateway.policies.key_store import KeyStore
+from llm_gateway.policies.rate_counter import InProcessCounter, RateCounter
+
+
+def redis_client(state: StateSettings) -> Any:
+    """A redis.asyncio client bounded by redis_timeout_seconds: one quick retry (a connection Redis dropped on a
+    restart is replaced), then an error the fail mode decides about."""
+    from redis.asyncio import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    timeout = state.redis_timeout_seconds
+    return Redis.from_url(state.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                          retry=Retry(NoBackoff(), 1), health_check_interval=0, max_connections=256)
+
+
+def key_store(settings: Settings) -> Any:
+    """Keys and spend: the [state] database when there is one, else the SQLite state file."""
+    if settings.state.database_url:
+        from llm_gateway.policies.postgres_key_store import PostgresKeyStore
+
+        return PostgresKeyStore(settings.state.database_url)
+    return KeyStore(settings.server.state_path)
+
+
+def rate_counter(settings: Settings) -> RateCounter:
+    if settings.state.redis_url:
+        from llm_gateway.policies.redis_counter import RedisCounter
+
+        state = settings.state
+        return RedisCounter(redis_client(state), fail_mode=state.on_redis_error, location=masked_url(state.redis_url))
+    return InProcessCounter()
+
+
+def budget_ledger(settings: Settings, spent: Callable[[str], Any]) -> Ledger:
+    if settings.state.redis_url:
+        return RedisLedger(redis_client(settings.state), spent, fail_mode=settings.state.on_redis_error)
+    return InProcessLedger(spent)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    name: str  # "PostgreSQL" | "Redis"
+    url: str  # masked
+    ok: bool
+    detail: str  # the version or schema it reports, or why it did not answer
+
+
+async def probe(state: StateSettings) -> list[Probe]:
+    """Ask each configured server for a sign of life (a few seconds at most each)."""
+    probes = []
+    if state.database_url:
+        probes.append(await _probe_postgres(state.database_url))
+    if state.redis_url:
+        probes.append(await _probe_redis(state))
+    return probes
+
+
+async def _probe_postgres(url: str) -> Probe:
+    from llm_gateway.vocab.postgres import UNAVAILABLE, open_pool, schema_versions
+
+    try:
+        pool = await open_pool(url, min_size=1, max_size=1)
+    except UNAVAILABLE as exc:
+        return Probe("PostgreSQL", masked_url(url), False, str(exc))
+    try:
+        version = await pool.fetchval("SHOW server_version")
+        schemas = await schema_versions(pool)
+    finally:
+        await pool.close()
+    described = ", ".join(f"{k} v{v}" for k, v in sorted(schemas.items())) or "no gateway tables yet"
+    return Probe("PostgreSQL", masked_url(url), True, f"server {version}; schema: {described}")
+
+
+async def _probe_redis(state: StateSettings) -> Probe:
+    client = redis_client(state)
+    try:
+        info = await asyncio.wait_for(client.info("server"), timeout=max(2.0, state.redis_timeout_seconds * 4))
+        return Probe("Redis", masked_url(state.redis_url), True, f"server {info.get('redis_version', '?')}")
+    except Exception as exc:  # refused, timed out, auth: all say "not usable", with redis-py's reason
+        return Probe("Redis", masked_url(state.redis_url), False, f"{type(exc).__name__}: {exc}")
+    finally:
+        await client.aclose()
