@@ -17,8 +17,15 @@ from llm_gateway.adapters.anthropic_format import (
     to_chat_completion,
     to_messages_request,
 )
-from llm_gateway.adapters.http import CONTEXT_MARKERS, iter_sse, make_client, parse_json, status_error, transport_error
-from llm_gateway.config.settings import ProviderSettings
+from llm_gateway.adapters.http import (
+    CONTEXT_MARKERS,
+    HttpUpstream,
+    iter_sse,
+    make_client,
+    parse_json,
+    status_error,
+    transport_error,
+)
 from llm_gateway.vocab.errors import (
     InvalidRequest,
     UpstreamError,
@@ -42,30 +49,31 @@ _ERROR_TYPES = {
 
 
 class AnthropicAdapter:
-    def __init__(self, settings: ProviderSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.name = settings.name
-        self.settings = settings
-        headers = {"anthropic-version": settings.anthropic_version, **settings.headers}
-        if settings.api_key:
-            headers["x-api-key"] = settings.api_key
-        t = settings.timeouts
-        self.client = make_client(
-            settings.base_url,
-            headers=headers,
-            connect=t.connect,
-            read=t.read,
-            max_connections=settings.max_connections,
-            transport=transport,
-        )
+    def __init__(
+        self,
+        upstream: HttpUpstream,
+        *,
+        version: str = "2023-06-01",
+        default_max_tokens: int = 4096,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`default_max_tokens` is sent when the client names none: Anthropic requires max_tokens, OpenAI does not."""
+        self.name = upstream.name
+        self.upstream = upstream
+        self.default_max_tokens = default_max_tokens
+        headers = {"anthropic-version": version, **upstream.headers}
+        if upstream.api_key:
+            headers["x-api-key"] = upstream.api_key
+        self.client = make_client(upstream, headers, transport)
         # base_url is usually https://api.anthropic.com; tolerate one that already ends in /v1
-        self.prefix = "" if settings.base_url.rstrip("/").endswith("/v1") else "/v1"
+        self.prefix = "" if upstream.base_url.rstrip("/").endswith("/v1") else "/v1"
 
     async def chat(self, call: Call) -> dict[str, Any]:
-        request = to_messages_request(call, self.settings.default_max_tokens)
+        request = to_messages_request(call, self.default_max_tokens)
         request.pop("stream", None)
         content = orjson.dumps(request)
         try:
-            async with asyncio.timeout(self.settings.timeouts.total):
+            async with asyncio.timeout(self.upstream.total_timeout):
                 response = await self.client.post(self.prefix + "/messages", content=content, headers=_headers(call))
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.name) from None
@@ -124,7 +132,7 @@ class AnthropicAdapter:
         await self.client.aclose()
 
     async def _stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
-        request = to_messages_request(call, self.settings.default_max_tokens)
+        request = to_messages_request(call, self.default_max_tokens)
         request["stream"] = True
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         translator = StreamTranslator(request["model"], include_usage)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -19,13 +20,23 @@ from llm_gateway.vocab.errors import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class HttpUpstream:
+    """A remote adapter's own settings: where it sends, with which key and headers, and how long it waits."""
+
+    name: str
+    base_url: str
+    api_key: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    total_timeout: float = 600.0  # a whole answer, end to end
+    max_connections: int = 1000
+
+
 def make_client(
-    base_url: str,
-    *,
+    upstream: HttpUpstream,
     headers: dict[str, str],
-    connect: float,
-    read: float,
-    max_connections: int,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient | AiohttpClient:
     """One client per provider, created at startup; `transport` lets tests plug in respx.
@@ -33,6 +44,8 @@ def make_client(
     Without one, aiohttp's pool is used directly: httpx's own pool is several times slower under concurrency, and
     httpx.AsyncClient over aiohttp still cost ~300 us a request (BENCHMARKS.md).
     """
+    base_url, connect, read = upstream.base_url, upstream.connect_timeout, upstream.read_timeout
+    max_connections = upstream.max_connections
     if transport is None:
         return AiohttpClient(base_url, headers=headers, connect=connect, read=read, max_connections=max_connections)
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)

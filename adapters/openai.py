@@ -12,28 +12,27 @@ from typing import Any
 import httpx
 import orjson
 
-from llm_gateway.adapters.http import CONTEXT_MARKERS, iter_sse, make_client, parse_json, status_error, transport_error
-from llm_gateway.config.settings import ProviderSettings
+from llm_gateway.adapters.http import (
+    CONTEXT_MARKERS,
+    HttpUpstream,
+    iter_sse,
+    make_client,
+    parse_json,
+    status_error,
+    transport_error,
+)
 from llm_gateway.vocab.errors import UpstreamError, UpstreamMalformed, UpstreamStatusError
 from llm_gateway.vocab.types import Call
 
 
 class OpenAIAdapter:
-    def __init__(self, settings: ProviderSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.name = settings.name
-        self.settings = settings
-        headers = dict(settings.headers)
-        if settings.api_key:
-            headers["authorization"] = f"Bearer {settings.api_key}"
-        t = settings.timeouts
-        self.client = make_client(
-            settings.base_url,
-            headers=headers,
-            connect=t.connect,
-            read=t.read,
-            max_connections=settings.max_connections,
-            transport=transport,
-        )
+    def __init__(self, upstream: HttpUpstream, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.name = upstream.name
+        self.upstream = upstream
+        headers = dict(upstream.headers)
+        if upstream.api_key:
+            headers["authorization"] = f"Bearer {upstream.api_key}"
+        self.client = make_client(upstream, headers, transport)
 
     async def chat(self, call: Call) -> dict[str, Any]:
         return await self._post("/chat/completions", call)
@@ -65,7 +64,7 @@ class OpenAIAdapter:
     async def _post(self, path: str, call: Call) -> dict[str, Any]:
         content = orjson.dumps(call.upstream_body())
         try:
-            async with asyncio.timeout(self.settings.timeouts.total):
+            async with asyncio.timeout(self.upstream.total_timeout):
                 response = await self.client.post(path, content=content, headers=_headers_for(call))
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.name) from None

@@ -23,9 +23,9 @@ from typing import IO
 
 import httpx
 
+from llm_gateway.composition.root import create_app
 from llm_gateway.config.settings import parse_settings
 from llm_gateway.observability.request_log import RequestLog
-from llm_gateway.server.app import create_app
 from tests.support.gateway_process import gateway_process
 
 _BODY = {"model": "mock", "messages": [{"role": "user", "content": "how fast is the gateway?"}]}

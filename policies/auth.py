@@ -91,7 +91,7 @@ class AuthPolicy(BasePolicy):
 
     async def admit(self, ctx: RequestContext) -> None:
         key = await self.authenticate(ctx)
-        if ctx.state.get("admin") and not key.is_master:
+        if ctx.admin and not key.is_master:
             raise PermissionDenied("This endpoint needs the gateway's master key.", code="master_key_required")
 
     def visible(self, aliases: list[str], ctx: RequestContext) -> list[str]:

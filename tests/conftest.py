@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from llm_gateway.composition.root import create_app
 from llm_gateway.config.settings import Settings, parse_settings
-from llm_gateway.server.app import create_app
 from tests.support.server import running
 from tests.support.state_servers import PostgresServer, RedisServer, postgres_bindir, redis_binary, require
 from tests.support.upstream import FakeUpstream

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from llm_gateway.cli.main import build_parser
+from llm_gateway.composition.root import create_app
 from llm_gateway.config.settings import load_settings
-from llm_gateway.server.app import create_app
 from tests.conftest import make_settings
 from tests.support.server import running
 
@@ -130,5 +130,13 @@ def test_the_copied_sources_build_a_wheel_that_ships_the_usage_page(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     (wheel,) = tmp_path.glob("llm_gateway-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for shipped in ("gateway/ui/index.html", "gateway/ui/app.js", "gateway/ui/style.css", "gateway/commands/stats.py"):
+    for shipped in (
+        "llm_gateway/server/ui/index.html",
+        "llm_gateway/server/ui/app.js",
+        "llm_gateway/server/ui/style.css",
+        "llm_gateway/cli/stats.py",
+        "llm_gateway/adapters/openai.py",
+    ):
         assert shipped in names
+    # one import package of our own and nothing else: a user's `adapters/` or `gateway/` stays theirs
+    assert {name.split("/")[0] for name in names if not name.startswith("llm_gateway-")} == {"llm_gateway"}

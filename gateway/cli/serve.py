@@ -90,7 +90,7 @@ def _multiprocess_metrics_dir(workers: int) -> str | None:
 def _run_uvicorn(uvicorn: Any, args: argparse.Namespace, settings: Any, workers: int) -> None:
     server = settings.server
     uvicorn.run(
-        "llm_gateway.server.app:app_from_env",
+        "llm_gateway.composition.root:app_from_env",
         factory=True,
         host=args.host or server.host,
         port=server.port if args.port is None else args.port,

@@ -1,32 +1,20 @@
-"""Build one adapter per configured provider; the only place that maps a provider `type` to its adapter."""
+"""One adapter per configured provider, built by its type's entry in the registry (adapters/registry.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from llm_gateway.adapters.registry import PROVIDER_TYPES
 from llm_gateway.config.settings import ProviderSettings
 from llm_gateway.vocab.types import Adapter
 
 
 def build_adapter(settings: ProviderSettings, *, transport: Any = None) -> Adapter:
-    if settings.type == "openai":
-        from llm_gateway.adapters.openai import OpenAIAdapter
-
-        return OpenAIAdapter(settings, transport=transport)
-    if settings.type == "mock":
-        from llm_gateway.adapters.mock import MockAdapter
-
-        return MockAdapter(settings)
-    if settings.type == "anthropic":
-        from llm_gateway.adapters.anthropic import AnthropicAdapter
-
-        return AnthropicAdapter(settings, transport=transport)
-    if settings.type == "llamacpp":
-        from llm_gateway.adapters.llamacpp import LlamaCppAdapter
-
-        return LlamaCppAdapter(settings)
-    raise ValueError(f"unknown provider type {settings.type!r}")  # config validation makes this unreachable
+    kind = PROVIDER_TYPES.get(settings.type)
+    if kind is None:  # config validation makes this unreachable
+        raise ValueError(f"unknown provider type {settings.type!r}")
+    return kind.build(settings, transport)
 
 
 def build_adapters(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from llm_gateway.adapters.registry import PROVIDER_TYPES
 from llm_gateway.config.policy_settings import (
     AuthSettings,
     GuardSettings,
@@ -21,7 +22,6 @@ from llm_gateway.config.policy_settings import (
 from llm_gateway.config.state_settings import StateSettings, masked_url, parse_state
 from llm_gateway.config.toml_reader import ConfigError, Table
 
-PROVIDER_TYPES = ("openai", "anthropic", "llamacpp", "mock")
 RECORD_MODES = ("off", "record", "replay", "auto")
 STRATEGIES = ("weighted", "least_busy", "lowest_latency")
 DEFAULT_CONFIG = "gateway.toml"
@@ -69,7 +69,8 @@ class ProviderSettings:
 
     @property
     def needs_key(self) -> bool:
-        return self.type == "anthropic" or (self.type == "openai" and bool(self.api_key_env))
+        kind = PROVIDER_TYPES.get(self.type)
+        return kind is not None and kind.needs_key(bool(self.api_key_env))
 
     @property
     def missing_key(self) -> bool:
@@ -268,10 +269,10 @@ def _parse_timeouts(t: Table) -> Timeouts:
 
 def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSettings:
     d = ProviderSettings(name=name, type="mock")
-    kind = t.string("type", "", choices=PROVIDER_TYPES)
+    kind = t.string("type", "", choices=tuple(PROVIDER_TYPES))
     if not t.has("type"):
         t.error("type", f"required: one of {', '.join(PROVIDER_TYPES)}")
-    default_url = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}.get(kind, "")
+    default_url = PROVIDER_TYPES[kind].default_url if kind in PROVIDER_TYPES else ""
     p = ProviderSettings(
         name=name,
         type=kind or "mock",
@@ -291,7 +292,7 @@ def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSetting
         stream_delay_ms=t.integer("stream_delay_ms", d.stream_delay_ms, minimum=0, maximum=60000),
     )
     t.finish()
-    if kind in ("openai", "anthropic") and not p.base_url.startswith(("http://", "https://")):
+    if default_url and not p.base_url.startswith(("http://", "https://")):  # a remote backend
         t.error("base_url", f"expected an http:// or https:// URL, got {p.base_url!r}")
     if p.missing_key:
         names = ", ".join(p.api_key_env) or "api_key"

@@ -70,7 +70,7 @@ class Pipeline:
                 raise
             if rewritten is not None:
                 call = rewritten
-        ctx.state["call"] = call  # as the input policies left it (redacted): what a content request log may show
+        ctx.call = call  # as the input policies left it (redacted): what a content request log may show
         return call
 
     async def send(self, call: Call, ctx: RequestContext) -> dict[str, Any]:
@@ -148,7 +148,7 @@ class Pipeline:
 def _denied(policy: Policy, exc: GatewayError, ctx: RequestContext) -> None:
     """Mark the request as refused by `policy` (metrics and the request log read this) and log it, without content."""
     ctx.outcome = "denied"
-    ctx.state["denied_by"] = policy.name
+    ctx.denied_by = policy.name
     policy_log.info(
         "request %s denied by %s: %s %s", ctx.request_id, policy.name, exc.status, exc.code,
         extra={"request_id": ctx.request_id, "policy": policy.name, "status": exc.status, "code": exc.code,

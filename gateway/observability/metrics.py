@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -226,23 +226,6 @@ class DeltaSync:
         elif value < before:  # the source was reset (e.g. a new recorder): start over
             self._seen[key] = value
 
-
-def int_counters(source: Any) -> Iterable[tuple[str, int]]:
-    """(name, value) of the int fields of a counters object: a dataclass with slots, a plain object or a dict."""
-    if source is None:
-        return ()
-    if isinstance(source, Mapping):
-        items: Iterable[tuple[Any, Any]] = source.items()
-    else:
-        names = list(getattr(source, "__slots__", ())) or list(getattr(source, "__dict__", {}))
-        items = ((n, getattr(source, n, None)) for n in names)
-    out: list[tuple[str, int]] = []
-    for n, v in items:
-        if isinstance(v, Mapping):  # e.g. redactions by PII type: a bounded set of names the policy defines
-            out.extend((f"{n}_{k}", c) for k, c in v.items() if isinstance(c, int) and not isinstance(c, bool))
-        elif isinstance(v, int) and not isinstance(v, bool):
-            out.append((str(n), v))
-    return out
 
 
 def render(metrics: GatewayMetrics) -> bytes:

@@ -1,8 +1,10 @@
 """What the gateway tells its operators about each request: metrics, the request log and the usage figures.
 
-app.py calls `start()` when a request arrives, `stream_opened()` when a stream's first chunk is ready and `finish()`
-once per client request (for a stream when it ends). finish() must stay cheap: label children are cached per
-label tuple, the log line is a dict handed to a queue, and nothing here may fail a request.
+The server calls `start()` when a request arrives, `stream_opened()` when a stream's first chunk is ready and
+`finish()` once per client request (for a stream when it ends); each reads the request's typed facts on its context.
+finish() must stay cheap: label children are cached per label tuple, the log line is a dict handed to a queue, and
+nothing here may fail a request. What it syncs from elsewhere (recorder counters, deployment health, policy
+counters) it is handed by the composition root as plain sources: it knows no gateway, router or pipeline.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from llm_gateway.config.settings import Settings
 from llm_gateway.observability.metrics import (
@@ -18,27 +21,42 @@ from llm_gateway.observability.metrics import (
     DeltaSync,
     GatewayMetrics,
     MetricBatch,
-    int_counters,
     multiprocess_dir,
     render,
 )
 from llm_gateway.observability.request_log import RequestLog
 from llm_gateway.observability.usage_stats import UsageStats
 from llm_gateway.vocab.errors import GatewayError
-from llm_gateway.vocab.types import RequestContext
+from llm_gateway.vocab.types import Policy, RequestContext
 
-if TYPE_CHECKING:
-    from llm_gateway.server.app import Gateway
-
-log = logging.getLogger("llm_gateway.observability.observer")
+log = logging.getLogger("gateway.observe")
 _STATUS_CLASS = {n: f"{n}xx" for n in range(1, 6)}
 _RECORDER_COUNTERS = ("hits", "misses", "records", "store_errors")
 _SLOW_SYNC_SECONDS = 1.0  # recorder, deployment health and policy counters: refreshed this often and per scrape
 
 
+Health = Callable[[], list[dict[str, Any]]]  # one row per deployment: alias, deployment, provider, healthy, ...
+
+
+def _no_health() -> list[dict[str, Any]]:
+    return []
+
+
 class Observer:
-    def __init__(self, settings: Settings, *, log_stream: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        recorder_counters: Any = None,
+        health: Health = _no_health,
+        policies: Sequence[Policy] = (),
+        log_stream: Any = None,
+    ) -> None:
+        """`recorder_counters`, `health` and `policies` are read at sync time (once a second and per scrape)."""
         self.settings = settings
+        self.recorder_counters = recorder_counters
+        self.health = health
+        self.policies = policies  # the pipeline's own list: read live
         self.enabled = settings.metrics.enabled
         self.metrics = GatewayMetrics()
         self.usage = UsageStats()
@@ -62,26 +80,20 @@ class Observer:
             self.metrics.in_flight.set_function(lambda: self.in_flight)
             self.metrics.open_streams.set_function(lambda: self.open_streams)
         self._next_slow_sync = 0.0
-        self._gateway: Gateway | None = None
         self._failures = 0
-
-    def bind(self, gateway: Gateway) -> None:
-        """Wire the sources read at sync time (recorder, router, policies) and the router's upstream-error hook."""
-        self._gateway = gateway
-        gateway.router.on_upstream_error = self.upstream_error
 
     # per request
 
     def start(self, ctx: RequestContext, endpoint: str) -> None:
-        ctx.state["observer.endpoint"] = endpoint
-        ctx.state["observer.started"] = time.perf_counter()
+        ctx.endpoint = endpoint
+        ctx.started = time.perf_counter()
         self.in_flight += 1
         if self._move_gauges and self.enabled:
             self.metrics.in_flight.inc()
 
     def stream_opened(self, ctx: RequestContext) -> None:
         """The first chunk of a stream is ready to go out: time to first token ends, the stream's life begins."""
-        ctx.state["observer.stream_opened"] = time.perf_counter()
+        ctx.stream_opened = time.perf_counter()
         self.open_streams += 1
         if self._move_gauges and self.enabled:
             self.metrics.open_streams.inc()
@@ -106,25 +118,24 @@ class Observer:
                 log.exception("observing request %s failed", ctx.request_id)
 
     def _finish(self, ctx: RequestContext, status: int) -> None:
-        state = ctx.state
         now = time.perf_counter()
-        started = state.get("observer.started", now)
+        started = ctx.started or now
         total = now - started
-        opened = state.get("observer.stream_opened")
+        opened = ctx.stream_opened
         self.in_flight -= 1
         if opened is not None:
             self.open_streams -= 1
-        endpoint = state.get("observer.endpoint", "")
-        alias = state.get("observer.alias", "")
+        endpoint = ctx.endpoint
+        alias = ctx.alias
         if alias and alias not in self.aliases:
             alias = OTHER
         provider = ctx.provider if not ctx.provider or ctx.provider in self.providers else OTHER
-        outcome = "denied" if "denied_by" in state else ctx.outcome
+        outcome = "denied" if ctx.denied_by else ctx.outcome
         key_name = ctx.key.name if ctx.key is not None else ""
         usage = ctx.usage
         prompt = usage.prompt_tokens if usage is not None else 0
         completion = usage.completion_tokens if usage is not None else 0
-        error = state.get("observer.error")
+        error = ctx.error
         # gateway time: all of it minus the upstream wait; for a stream, up to its first chunk (after that the
         # pace is the upstream's)
         overhead = max(0.0, (opened if opened is not None else now) - started - ctx.upstream_seconds)
@@ -135,7 +146,7 @@ class Observer:
             failed = status >= 400 or outcome == "error"  # a stream that broke after its 200
             self.usage.add(alias, key_name, outcome, failed, total, prompt, completion, ctx.cost_usd)
             if outcome == "denied":
-                self._count_denial(state.get("denied_by", ""), error)
+                self._count_denial(ctx.denied_by, error)
             if self._move_gauges:
                 self._batch.flush()  # several workers: a scrape in another worker reads what is in the shared files
             if now >= self._next_slow_sync:
@@ -205,8 +216,8 @@ class Observer:
                 batch.inc(tokens[2], ctx.cost_usd)
 
     def _count_denial(self, policy: str, error: Any) -> None:
-        names = {getattr(p, "name", "") for p in self._gateway.pipeline.policies} if self._gateway else set()
-        policy = policy if policy in names else (OTHER if policy else "unknown")
+        known = any(p.name == policy for p in self.policies)  # denials are rare: no cached set to keep in step
+        policy = policy if known else (OTHER if policy else "unknown")
         code = getattr(error, "code", None) or "denied"
         if not isinstance(error, GatewayError):
             code = "denied"
@@ -244,26 +255,23 @@ class Observer:
             "flags": list(ctx.flags),
             "stream": opened is not None,
         }
-        if "denied_by" in ctx.state:
-            entry["denied_by"] = ctx.state["denied_by"]
+        if ctx.denied_by:
+            entry["denied_by"] = ctx.denied_by
         if isinstance(error, GatewayError):
             entry["error_code"] = error.code
             entry["error_type"] = error.type
         if self.request_log.log_content:
             # only what passed the input policies (redaction) and, for a whole answer, the output policies
-            call = ctx.state.get("call")
-            if call is not None:
-                entry["request"] = call.body
-            answer = ctx.state.get("observer.response")
-            if answer is not None:
-                entry["response"] = answer
+            if ctx.call is not None:
+                entry["request"] = ctx.call.body
+            if ctx.answer is not None:
+                entry["response"] = ctx.answer
         return entry
 
     # syncing counters kept elsewhere
 
     def _sync_recorder(self) -> None:
-        gateway = self._gateway
-        counters = getattr(getattr(gateway.pipeline, "recorder", None), "counters", None) if gateway else None
+        counters = self.recorder_counters
         if counters is None:
             return
         seen = tuple(getattr(counters, name, 0) for name in _RECORDER_COUNTERS)
@@ -277,21 +285,17 @@ class Observer:
                 push(("recording", name), value, self.metrics.recording[name].inc)
 
     def _sync_slow(self) -> None:
-        gateway = self._gateway
-        if gateway is None:
-            return
         m = self.metrics
-        for row in gateway.router.health():
+        for row in self.health():
             labels = (row["alias"], row["deployment"], row["provider"])
             m.deployment_healthy.labels(*labels).set(1 if row["healthy"] else 0)
             m.deployment_cooldown.labels(*labels).set(row["cooldown_seconds_left"])
             m.deployment_in_flight.labels(*labels).set(row["in_flight"])
             self._synced.push(("cooldowns", labels), row["cooldowns"], m.deployment_cooldowns.labels(*labels).inc)
-        for policy in gateway.pipeline.policies:
-            name = getattr(policy, "name", "") or type(policy).__name__
-            for source in (getattr(policy, "counters", None), getattr(policy, "output_counters", None)):
-                for event, value in int_counters(source):
-                    self._synced.push(("policy", name, event), value, m.policy_events.labels(name, event).inc)
+        for policy in self.policies:
+            name = policy.name
+            for event, value in policy.counter_values():
+                self._synced.push(("policy", name, event), value, m.policy_events.labels(name, event).inc)
 
     def sync(self) -> None:
         """Bring every synced metric up to date (before a scrape or a stats answer)."""
@@ -309,8 +313,7 @@ class Observer:
     def stats(self) -> dict[str, Any]:
         """The usage figures of this worker: what /ui draws and `gateway stats` prints."""
         self.sync()
-        gateway = self._gateway
-        counters = getattr(getattr(gateway.pipeline, "recorder", None), "counters", None) if gateway else None
+        counters = self.recorder_counters
         recording = {name: int(getattr(counters, name, 0) or 0) for name in _RECORDER_COUNTERS}
         looked_up = recording["hits"] + recording["misses"]
         recording["hit_rate"] = round(recording["hits"] / looked_up, 6) if looked_up else None
@@ -323,7 +326,7 @@ class Observer:
             "open_streams": self.open_streams,
             **self.usage.snapshot(),
             "recording": recording,
-            "deployments": gateway.router.health() if gateway else [],
+            "deployments": self.health(),
         }
 
     def close(self) -> None:

@@ -45,7 +45,7 @@ class GatewayServer:
     def __init__(self, settings: Settings) -> None:
         import uvicorn
 
-        from llm_gateway.server.app import create_app
+        from llm_gateway.composition.root import create_app
 
         self.settings = settings
         self.app = create_app(settings)

@@ -1,16 +1,18 @@
-"""The Starlette app: routes, body cap, orjson parse, request ids, and the one place errors become responses."""
+"""The ASGI app: the model endpoints on raw ASGI (see asgi_io), everything else on Starlette routes.
+
+The Gateway holds what lives as long as the server and serves requests; it is handed its parts already built (the
+composition root builds them from settings). Errors become answers in server/errors.py, one id per request in
+server/context.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import logging
-import os
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import orjson
@@ -22,15 +24,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llm_gateway import __version__
-from llm_gateway.composition.adapters import build_adapters
-from llm_gateway.composition.policies import build_policies
-from llm_gateway.composition.recorder import build_recorder
-from llm_gateway.config.settings import Settings, load_settings
+from llm_gateway.config.settings import Settings
 from llm_gateway.engine.pipeline import Pipeline
 from llm_gateway.engine.router import Router
 from llm_gateway.observability.observer import Observer
-from llm_gateway.observability.request_log import configure_process_logging
-from llm_gateway.server.asgi_io import ClientGone, Receive, Scope, Send, read_body, scope_headers, send_json
+from llm_gateway.server.asgi_io import ClientGone, Receive, Scope, Send, read_body, send_json
+from llm_gateway.server.context import request_context
+from llm_gateway.server.errors import error_response, note_error, send_error
 from llm_gateway.server.operator_routes import operator_routes
 from llm_gateway.server.shutdown import Drain
 from llm_gateway.vocab.errors import (
@@ -42,16 +42,12 @@ from llm_gateway.vocab.errors import (
     ServiceUnavailable,
 )
 from llm_gateway.vocab.tokens import encoding
-from llm_gateway.vocab.types import RequestContext
+from llm_gateway.vocab.types import Adapter, RequestContext
 from llm_gateway.wire.openai_wire import Framer, OpenAIWire, Wire
 from llm_gateway.wire.responses.api import RESPONSES_PATH, ResponsesWire
 from llm_gateway.wire.schema import parse_call
 
 log = logging.getLogger("gateway")
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-# Generated request ids: a random per-process prefix and a counter. os.urandom per request cost ~90 us on a VM.
-_ID_PREFIX = os.urandom(6).hex()
-_ID_COUNTER = itertools.count()
 
 
 class JSONResponse(Response):
@@ -61,33 +57,25 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def error_response(exc: GatewayError, request_id: str | None = None) -> JSONResponse:
-    headers = dict(exc.headers)
-    if request_id:
-        headers["x-request-id"] = request_id
-    return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
-
-
 class Gateway:
-    """Holds what lives as long as the server: settings, adapters, router, pipeline."""
+    """Holds what lives as long as the server (settings, adapters, router, pipeline, observer) and serves requests."""
 
-    def __init__(self, settings: Settings, *, transports: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        adapters: Mapping[str, Adapter],
+        router: Router,
+        pipeline: Pipeline,
+        observer: Observer,
+        drain: Drain,
+    ) -> None:
         self.settings = settings
-        self.adapters = build_adapters(settings.providers, transports)
-        missing = {
-            name: (", ".join(p.api_key_env) or f"providers.{name}.api_key")
-            for name, p in settings.providers.items()
-            if p.missing_key
-        }
-        first_token = {name: p.timeouts.first_token for name, p in settings.providers.items()}
-        self.router = Router(settings.models, self.adapters, settings.router, missing_keys=missing,
-                             first_token_timeouts=first_token)
-        prices = {alias: m.price for alias, m in settings.models.items()}
-        self.pipeline = Pipeline(self.router, build_policies(settings, self.router.send), build_recorder(settings),
-                                 prices)
-        self.observer = Observer(settings)
-        self.observer.bind(self)
-        self.drain = Drain(settings.server.shutdown_grace_seconds)
+        self.adapters = dict(adapters)
+        self.router = router
+        self.pipeline = pipeline
+        self.observer = observer
+        self.drain = drain
         self.created = int(time.time())
         self.ready = True
 
@@ -105,53 +93,50 @@ class Gateway:
 
         `wire` says what the client's body is to the pipeline and back (OpenAI's own, or /v1/responses').
         """
-        ctx = self._context(scope)
+        ctx = request_context(scope)
         self.observer.start(ctx, wire.label)
         try:
             body, state = wire.request(await self._read_json(ctx, receive))
             call = parse_call(wire.kind, body, self.settings.models)
             call.request_id = ctx.request_id
-            ctx.state["observer.alias"] = call.alias
+            ctx.alias = call.alias
             if call.stream:
                 stream = await self._stream(call, ctx, wire.framer(state))
             else:
                 result = wire.answer(await self.pipeline.send(call, ctx), state)
         except GatewayError as exc:
-            await self._send_error(send, ctx, exc)
+            await self._send_error(send, ctx, exc, wire)
             return
         except ClientGone:
             self.observer.finish(ctx, 499)  # nginx's "client closed request": nobody to answer
             return
         except Exception:  # the client gets a 500 in OpenAI's shape; the traceback goes to the log
             log.exception("unhandled error on POST %s", scope["path"], extra={"request_id": ctx.request_id})
-            await self._send_error(send, ctx, GatewayError("The gateway hit an internal error; it has been logged."))
+            await self._send_error(
+                send, ctx, GatewayError("The gateway hit an internal error; it has been logged."), wire
+            )
             return
         if call.stream:
             await stream(scope, receive, send)
             return
         if self.observer.request_log.log_content:
-            ctx.state["observer.response"] = result
+            ctx.answer = result
         self.observer.finish(ctx, 200)
         await send_json(send, 200, orjson.dumps(result), _headers(ctx))
 
-    async def _send_error(self, send: Send, ctx: RequestContext, exc: GatewayError) -> None:
-        if ctx.outcome == "upstream":
-            ctx.outcome = "error"
-        ctx.state["observer.error"] = exc
+    async def _send_error(self, send: Send, ctx: RequestContext, exc: GatewayError, wire: Wire) -> None:
+        note_error(exc, ctx)
         self.observer.finish(ctx, exc.status)
-        headers = {**exc.headers, "x-request-id": ctx.request_id}
-        for name, value in ctx.response_headers.items():  # e.g. x-ratelimit-*, on errors too
-            headers.setdefault(name, value)
-        await send_json(send, exc.status, orjson.dumps(exc.to_body()), headers)
+        await send_error(send, ctx, exc, wire.error_body)
 
     async def list_models(self, request: Request) -> Response:
-        ctx = self._context(request.scope)
+        ctx = request_context(request.scope)
         await self.pipeline.admit(ctx)
         aliases = self.pipeline.visible(list(self.settings.models), ctx)
         return JSONResponse({"object": "list", "data": [self._model_card(a) for a in aliases]}, headers=_headers(ctx))
 
     async def retrieve_model(self, request: Request) -> Response:
-        ctx = self._context(request.scope)
+        ctx = request_context(request.scope)
         await self.pipeline.admit(ctx)
         alias = request.path_params["model"]
         if alias not in self.pipeline.visible(list(self.settings.models), ctx):
@@ -171,17 +156,10 @@ class Gateway:
         owner = m.owned_by or (m.deployments[0].provider if m.deployments else "llm-gateway")
         return {"id": alias, "object": "model", "created": self.created, "owned_by": owner}
 
-    @staticmethod
-    def _context(scope: Scope) -> RequestContext:
-        headers = scope_headers(scope)
-        return RequestContext(request_id=_given_or_new_id(headers.get("x-request-id")), headers=headers)
-
     async def _stream(self, call: Any, ctx: RequestContext, framer: Framer) -> EventSourceResponse:
-        started = time.perf_counter()
         chunks = await self.pipeline.stream(call, ctx)
         try:
             first = await anext(chunks)
-            ctx.first_token_seconds = time.perf_counter() - started
         except StopAsyncIteration:
             first = None
         except BaseException:
@@ -218,6 +196,21 @@ async def _frames(
     ends with an error frame rather than a cut connection.
     """
     try:
+        async with aclosing(chunks):
+            async for frame in _framed(framer, first, chunks, ctx, drain):
+                yield frame
+    finally:  # after the inner stream closed: its end (usage settled, recording saved) is part of the request
+        on_end()
+
+
+async def _framed(
+    framer: Framer,
+    first: dict[str, Any] | None,
+    chunks: AsyncIterator[dict[str, Any]],
+    ctx: RequestContext,
+    drain: Drain | None,
+) -> AsyncIterator[bytes]:
+    try:
         if first is not None:
             frame = framer.feed(first)
             if frame:
@@ -242,25 +235,14 @@ async def _frames(
         yield framer.finish()
     except GatewayError as exc:
         ctx.outcome = "error"
-        ctx.state["observer.error"] = exc
+        ctx.error = exc
         yield framer.fail(exc)
     except Exception:  # the client gets a clean error frame; the traceback goes to the log
         log.exception("stream failed", extra={"request_id": ctx.request_id})
         ctx.outcome = "error"
-        yield framer.fail(GatewayError("The stream failed inside the gateway."))
-    finally:
-        await chunks.aclose()
-        on_end()
-
-
-def _request_id(request: Request) -> str:
-    return _given_or_new_id(request.headers.get("x-request-id"))
-
-
-def _given_or_new_id(given: str | None) -> str:
-    if given and _REQUEST_ID.fullmatch(given):
-        return given
-    return f"req_{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+        exc = GatewayError("The stream failed inside the gateway.")
+        ctx.error = exc
+        yield framer.fail(exc)
 
 
 def _headers(ctx: RequestContext) -> dict[str, str]:
@@ -280,17 +262,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         err = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}.")
     else:
         err = GatewayError(str(exc.detail), status=exc.status_code)
-    return error_response(err, _request_id(request))
+    return error_response(err, request_context(request.scope))
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc, _request_id(request))
+    return error_response(exc, request_context(request.scope))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(GatewayError("The gateway hit an internal error; it has been logged."), _request_id(request))
+    err = GatewayError("The gateway hit an internal error; it has been logged.")
+    return error_response(err, request_context(request.scope))
 
 
 # every POST endpoint served by the pipeline, and how its bodies look on the wire
@@ -333,8 +316,8 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> GatewayApp:
-    gateway = Gateway(settings, transports=transports)
+def asgi_app(gateway: Gateway) -> GatewayApp:
+    """The app that serves `gateway`: model endpoints, /v1/models, health, the operator routes, and its lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -356,7 +339,11 @@ def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = Non
         Route("/v1/models/{model:path}", gateway.retrieve_model, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
-        *operator_routes(gateway),
+        *operator_routes(
+            gateway.observer,
+            gateway.pipeline.admit,
+            require_master_key_for_metrics=gateway.settings.metrics.require_master_key,
+        ),
     ]
     app = GatewayApp(
         gateway,
@@ -366,10 +353,3 @@ def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = Non
         exception_handlers={HTTPException: _http_error, GatewayError: _gateway_error, Exception: _unexpected},
     )
     return app
-
-
-def app_from_env() -> GatewayApp:
-    """uvicorn factory: `gateway serve` passes the config path (and overrides) through the environment."""
-    settings = load_settings()
-    configure_process_logging(settings.logging)  # the server's own log lines in the configured level and format
-    return create_app(settings)

@@ -8,8 +8,8 @@ that holds no figures; it asks for the key and sends it with its stats request.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import TYPE_CHECKING
 
 import orjson
 from starlette.requests import Request
@@ -17,10 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llm_gateway.observability.metrics import CONTENT_TYPE, render
+from llm_gateway.observability.observer import Observer
+from llm_gateway.server.context import request_context
 from llm_gateway.vocab.errors import NotFound
+from llm_gateway.vocab.types import RequestContext
 
-if TYPE_CHECKING:
-    from llm_gateway.server.app import Gateway
+Admit = Callable[[RequestContext], Awaitable[None]]  # the policies' check of a request that is not a call
 
 # The page's files, shipped as package data; only these names are served (no path from the client reaches the disk).
 UI_ASSETS = {
@@ -35,21 +37,20 @@ def _asset(name: str) -> bytes:
     return resources.files("llm_gateway.server.ui").joinpath(name).read_bytes()
 
 
-def operator_routes(gateway: Gateway) -> list[Route]:
-    observer = gateway.observer
+def operator_routes(observer: Observer, admit_request: Admit, *, require_master_key_for_metrics: bool) -> list[Route]:
     assets = {name: (_asset(name), media) for name, media in UI_ASSETS.items()}
 
     async def admit(request: Request, required: bool = True) -> str:
-        ctx = gateway._context(request.scope)
+        ctx = request_context(request.scope)
         if required:
-            ctx.state["admin"] = True
-            await gateway.pipeline.admit(ctx)
+            ctx.admin = True
+            await admit_request(ctx)
         return ctx.request_id
 
     async def metrics(request: Request) -> Response:
         if not observer.enabled:
             raise NotFound("Metrics are disabled ([metrics] enabled = false).", code="metrics_disabled")
-        request_id = await admit(request, gateway.settings.metrics.require_master_key)
+        request_id = await admit(request, require_master_key_for_metrics)
         observer.sync()
         # rendering reads every series (every worker's file in multiprocess mode): off the event loop
         body = await asyncio.to_thread(render, observer.metrics)
@@ -76,4 +77,3 @@ def operator_routes(gateway: Gateway) -> list[Route]:
         Route("/ui/api/stats", stats, methods=["GET"]),
         Route("/ui/{asset}", page, methods=["GET"]),
     ]
-

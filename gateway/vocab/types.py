@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from llm_gateway.vocab.counters import int_counters
+
 Kind = Literal["chat", "completion", "embedding"]
 
 # The path each kind of call is served on; also part of a recording's key.
@@ -88,8 +90,17 @@ class RequestContext:
     usage: Usage | None = None
     cost_usd: float = 0.0
     upstream_seconds: float = 0.0
-    first_token_seconds: float | None = None
-    state: dict[str, Any] = field(default_factory=dict)  # per-policy scratch space, keyed by policy name
+    # the request's own facts, set by the layer that learns them (server, pipeline) and read by observability
+    endpoint: str = ""  # the endpoint's label in metrics and logs ("chat", "responses", "models", ...)
+    alias: str = ""  # the model alias asked for, once the body named one
+    started: float = 0.0  # time.perf_counter() when the request arrived
+    stream_opened: float | None = None  # perf_counter() when a stream's first chunk was ready to go out
+    error: BaseException | None = None  # the error the client was answered with (or a stream ended with)
+    denied_by: str = ""  # the policy that refused the request
+    admin: bool = False  # an operator request (/metrics, /ui figures): the master key is required
+    call: Call | None = None  # the call as the input policies left it (redacted): what a content log may show
+    answer: dict[str, Any] | None = None  # a whole answer as the client got it, kept only for a content log
+    state: dict[str, Any] = field(default_factory=dict)  # the policies' scratch space, keyed by policy name
 
 
 @runtime_checkable
@@ -138,6 +149,12 @@ class Policy(Protocol):
         """The aliases this request may see in /v1/models."""
         ...
 
+    def counter_values(self) -> list[tuple[str, int]]:
+        """(event, count so far) for the policy's events: what metrics show as gateway_policy_events_total."""
+        ...
+
+    async def aclose(self) -> None: ...
+
 
 class BasePolicy:
     """Pass-through defaults, so a policy implements only the hooks it needs."""
@@ -161,6 +178,12 @@ class BasePolicy:
 
     def visible(self, aliases: list[str], ctx: RequestContext) -> list[str]:
         return aliases
+
+    def counter_values(self) -> list[tuple[str, int]]:
+        """The int fields of `counters` (and of an output guard's `output_counters`), wherever a policy keeps them."""
+        values = list(int_counters(getattr(self, "counters", None)))
+        values += int_counters(getattr(self, "output_counters", None))
+        return values
 
     async def aclose(self) -> None:
         return None

@@ -37,6 +37,10 @@ class Wire(Protocol):
 
     def framer(self, state: Any) -> Framer: ...
 
+    def error_body(self, exc: GatewayError) -> dict[str, Any]:
+        """An error answer in the client protocol's own envelope (server/errors.py sends it)."""
+        ...
+
 
 class OpenAIFramer:
     """`data: {chunk}\\n\\n` per chunk and `data: [DONE]\\n\\n` at the end, exactly as OpenAI frames a stream."""
@@ -69,3 +73,6 @@ class OpenAIWire:
 
     def framer(self, state: None) -> Framer:
         return _OPENAI_FRAMER
+
+    def error_body(self, exc: GatewayError) -> dict[str, Any]:
+        return exc.to_body()

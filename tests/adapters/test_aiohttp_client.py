@@ -13,7 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from llm_gateway.adapters.aiohttp_client import AiohttpClient
-from llm_gateway.adapters.http import make_client, transport_error
+from llm_gateway.adapters.http import HttpUpstream, make_client, transport_error
 from llm_gateway.vocab.errors import UpstreamUnavailable
 from tests.support.server import free_port, running
 
@@ -50,9 +50,8 @@ def server() -> Iterator[str]:
 
 
 def _client(url: str, read: float = 5) -> AiohttpClient:
-    client = make_client(
-        url + "/v1/", headers={"authorization": "Bearer sk-provider"}, connect=2, read=read, max_connections=10
-    )
+    upstream = HttpUpstream(name="up", base_url=url + "/v1/", connect_timeout=2, read_timeout=read, max_connections=10)
+    client = make_client(upstream, {"authorization": "Bearer sk-provider"})
     assert isinstance(client, AiohttpClient)  # without an injected transport, production's client
     return client
 
@@ -116,5 +115,5 @@ async def test_a_refused_connection_raises_an_httpx_error_that_maps_to_unavailab
 
 def test_an_injected_transport_gets_a_real_httpx_client() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(200))
-    client = make_client("http://up/v1", headers={}, connect=1, read=1, max_connections=1, transport=transport)
+    client = make_client(HttpUpstream("up", "http://up/v1", max_connections=1), {}, transport)
     assert isinstance(client, httpx.AsyncClient)

@@ -13,7 +13,7 @@ import pytest
 import respx
 
 from llm_gateway.adapters.anthropic import AnthropicAdapter
-from llm_gateway.config.settings import ProviderSettings
+from llm_gateway.adapters.http import HttpUpstream
 from llm_gateway.vocab.errors import (
     InvalidRequest,
     UpstreamError,
@@ -46,10 +46,10 @@ def upstream() -> Iterator[respx.MockRouter]:
 
 @pytest.fixture()
 def adapter(upstream: respx.MockRouter) -> AnthropicAdapter:
-    settings = ProviderSettings(
-        name="anth", type="anthropic", base_url=BASE, api_key="sk-ant-1", default_max_tokens=321
+    upstream_settings = HttpUpstream(name="anth", base_url=BASE, api_key="sk-ant-1")
+    return AnthropicAdapter(
+        upstream_settings, default_max_tokens=321, transport=httpx.MockTransport(upstream.async_handler)
     )
-    return AnthropicAdapter(settings, transport=httpx.MockTransport(upstream.async_handler))
 
 
 def chat_call(stream: bool = False, **body: Any) -> Call:

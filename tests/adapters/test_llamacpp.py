@@ -15,8 +15,7 @@ import orjson
 import pytest
 
 from llm_gateway.adapters import llamacpp_prompt as prompts
-from llm_gateway.adapters.llamacpp import INSTALL_HINT, LlamaCppAdapter, _Model, default_model_path
-from llm_gateway.config.settings import ProviderSettings
+from llm_gateway.adapters.llamacpp import INSTALL_HINT, LlamaCppAdapter, LlamaCppSettings, _Model, default_model_path
 from llm_gateway.vocab.errors import ContextLengthExceeded, ServiceUnavailable
 from llm_gateway.vocab.types import Call
 
@@ -37,14 +36,14 @@ TOOLS = [
 
 @pytest.fixture(scope="module")
 def loaded() -> Iterator[_Model]:
-    model = LlamaCppAdapter(ProviderSettings(name="local", type="llamacpp"))._load()
+    model = LlamaCppAdapter(LlamaCppSettings(name="local"))._load()
     yield model
     model.llm.close()
 
 
 def adapter_with(model: _Model, **settings: Any) -> LlamaCppAdapter:
     """An adapter whose pool already holds the loaded model, so tests do not reload it."""
-    adapter = LlamaCppAdapter(ProviderSettings(name="local", type="llamacpp", **settings))
+    adapter = LlamaCppAdapter(LlamaCppSettings(name="local", **settings))
     adapter._idle.append(model)
     return adapter
 
@@ -66,14 +65,14 @@ def test_default_model_is_found_without_importing_its_package() -> None:
 
 async def test_without_llama_cpp_the_alias_answers_503_saying_how_to_enable_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now raises ImportError
-    adapter = LlamaCppAdapter(ProviderSettings(name="local", type="llamacpp"))
+    adapter = LlamaCppAdapter(LlamaCppSettings(name="local"))
     with pytest.raises(ServiceUnavailable) as info:
         await adapter.chat(chat())
     assert info.value.status == 503 and INSTALL_HINT in info.value.message
 
 
 async def test_a_missing_model_file_is_a_503_at_request_time(tmp_path: Any) -> None:
-    adapter = LlamaCppAdapter(ProviderSettings(name="local", type="llamacpp", model_path=str(tmp_path / "none.gguf")))
+    adapter = LlamaCppAdapter(LlamaCppSettings(name="local", model_path=str(tmp_path / "none.gguf")))
     with pytest.raises(ServiceUnavailable, match="model file not found"):
         await adapter.chat(chat())
 
@@ -162,7 +161,7 @@ async def test_legacy_completion(loaded: _Model) -> None:
 
 
 async def test_embeddings_one_vector_per_input() -> None:
-    adapter = LlamaCppAdapter(ProviderSettings(name="local", type="llamacpp"))
+    adapter = LlamaCppAdapter(LlamaCppSettings(name="local"))
     try:
         call = Call(
             kind="embedding", alias="local", body={"model": "local", "input": ["a cat", "a dog"]}, model="smollm2"
@@ -176,7 +175,7 @@ async def test_embeddings_one_vector_per_input() -> None:
 
 
 async def test_embeddings_in_base64_decode_to_the_float_vectors() -> None:
-    adapter = LlamaCppAdapter(ProviderSettings(name="local", type="llamacpp"))
+    adapter = LlamaCppAdapter(LlamaCppSettings(name="local"))
     body = {"model": "local", "input": "a cat"}
     try:
         floats = await adapter.embed(Call(kind="embedding", alias="local", body=body))

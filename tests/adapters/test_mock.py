@@ -9,10 +9,9 @@ from openai.types import Completion, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from llm_gateway.adapters.mock import MockAdapter
-from llm_gateway.config.settings import ProviderSettings
 from llm_gateway.vocab.types import Call
 
-ADAPTER = MockAdapter(ProviderSettings(name="mock", type="mock", embedding_dim=16))
+ADAPTER = MockAdapter("mock", embedding_dim=16)
 TOOL = {
     "type": "function",
     "function": {

@@ -10,8 +10,8 @@ import orjson
 import pytest
 import respx
 
+from llm_gateway.adapters.http import HttpUpstream
 from llm_gateway.adapters.openai import OpenAIAdapter
-from llm_gateway.config.settings import ProviderSettings, Timeouts
 from llm_gateway.vocab.errors import (
     UpstreamError,
     UpstreamMalformed,
@@ -43,14 +43,7 @@ def upstream() -> Iterator[respx.MockRouter]:
 
 @pytest.fixture()
 def adapter(upstream: respx.MockRouter) -> OpenAIAdapter:
-    settings = ProviderSettings(
-        name="up",
-        type="openai",
-        base_url=BASE,
-        api_key="sk-provider",
-        headers={"x-org": "o1"},
-        timeouts=Timeouts(total=5),
-    )
+    settings = HttpUpstream(name="up", base_url=BASE, api_key="sk-provider", headers={"x-org": "o1"}, total_timeout=5)
     return OpenAIAdapter(settings, transport=httpx.MockTransport(upstream.async_handler))
 
 
@@ -262,7 +255,7 @@ async def test_total_timeout_bounds_a_hanging_upstream(upstream: respx.MockRoute
         return httpx.Response(200, json=COMPLETION)
 
     upstream.post("/chat/completions").mock(side_effect=hang)
-    settings = ProviderSettings(name="up", type="openai", base_url=BASE, timeouts=Timeouts(total=0.05))
+    settings = HttpUpstream(name="up", base_url=BASE, total_timeout=0.05)
     adapter = OpenAIAdapter(settings, transport=httpx.MockTransport(upstream.async_handler))
     with pytest.raises(UpstreamTimeout) as info:
         await adapter.chat(chat())

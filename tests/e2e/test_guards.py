@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llm_gateway.server.app import create_app
+from llm_gateway.composition.root import create_app
 from tests.conftest import make_settings
 from tests.support.server import running
 from tests.support.upstream import FakeUpstream

@@ -16,9 +16,9 @@ import httpx
 import openai
 import pytest
 
+from llm_gateway.composition.root import create_app
 from llm_gateway.config.settings import Settings, parse_settings
 from llm_gateway.policies.key_store import KeyStore
-from llm_gateway.server.app import create_app
 from tests.conftest import make_settings
 from tests.gateway.observability.test_metrics import value
 from tests.support.server import running

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from llm_gateway.adapters.llamacpp import default_model_path
-from llm_gateway.server.app import create_app
+from llm_gateway.composition.root import create_app
 from tests.conftest import make_settings
 from tests.support.anthropic_upstream import API_KEY, FakeAnthropic
 from tests.support.server import running

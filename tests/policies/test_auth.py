@@ -19,11 +19,9 @@ MASTER = "sk-master-0123456789"
 
 
 
-def ctx(key: str | None = None, header: str = "authorization", **state: object) -> RequestContext:
+def ctx(key: str | None = None, header: str = "authorization", admin: bool = False) -> RequestContext:
     headers = {} if key is None else {header: f"Bearer {key}" if header == "authorization" else key}
-    c = RequestContext(request_id="req_1", headers=headers)
-    c.state.update(state)
-    return c
+    return RequestContext(request_id="req_1", headers=headers, admin=admin)
 
 
 def call(alias: str = "mock") -> Call:

@@ -13,7 +13,7 @@ from typing import Any
 
 import openai
 
-from llm_gateway.server.app import create_app
+from llm_gateway.composition.root import create_app
 from tests.conftest import make_settings
 from tests.recordings.suite import run_suite
 from tests.support.server import running

@@ -33,6 +33,9 @@ class ResponsesWire:
     def answer(self, result: dict[str, Any], echo: dict[str, Any]) -> dict[str, Any]:
         return to_response(result, echo)
 
+    def error_body(self, exc: GatewayError) -> dict[str, Any]:
+        return exc.to_body()
+
     def framer(self, echo: dict[str, Any]) -> ResponsesFramer:
         return ResponsesFramer(ResponseEvents(echo))
 

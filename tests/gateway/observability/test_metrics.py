@@ -15,8 +15,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from llm_gateway.observability.metrics import DeltaSync, GatewayMetrics, MetricBatch, int_counters
-from llm_gateway.server.app import create_app
+from llm_gateway.composition.root import create_app
+from llm_gateway.observability.metrics import DeltaSync, GatewayMetrics, MetricBatch
+from llm_gateway.vocab.counters import int_counters
 from llm_gateway.vocab.errors import PermissionDenied
 from llm_gateway.vocab.types import BasePolicy, Call, RequestContext
 from tests.conftest import make_settings
@@ -43,7 +44,7 @@ class DenyBlockedUser(BasePolicy):
 
     async def before(self, call: Call, ctx: RequestContext) -> Call | None:
         if call.body.get("user") == "blocked":
-            ctx.state["denied_by"] = self.name
+            ctx.denied_by = self.name
             ctx.outcome = "denied"
             raise PermissionDenied("blocked for the test")
         return None
@@ -142,14 +143,14 @@ def test_metrics_can_be_disabled() -> None:
 
 
 def test_metrics_with_require_master_key_is_an_admin_request() -> None:
-    seen: list[dict[str, Any]] = []
+    seen: list[bool] = []
 
     class RecordAdmit(BasePolicy):
         name = "record_admit"
 
         async def admit(self, ctx: RequestContext) -> None:
-            seen.append(dict(ctx.state))
-            if ctx.state.get("admin") and ctx.headers.get("authorization") != "Bearer sk-master":
+            seen.append(ctx.admin)
+            if ctx.admin and ctx.headers.get("authorization") != "Bearer sk-master":
                 raise PermissionDenied("master key required", code="master_key_required")
 
     app = create_app(make_settings(metrics={"require_master_key": True}, logging={"access_log": False}))
@@ -157,7 +158,7 @@ def test_metrics_with_require_master_key_is_an_admin_request() -> None:
     with running(app) as url:
         assert httpx.get(url + "/metrics").status_code == 403
         assert httpx.get(url + "/metrics", headers={"authorization": "Bearer sk-master"}).status_code == 200
-    assert all(state.get("admin") for state in seen)
+    assert all(seen)
 
 
 def test_a_failing_observer_never_fails_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -317,7 +318,6 @@ def test_an_upstream_failing_mid_stream_is_one_upstream_error_and_one_errored_re
 def test_guard_counters_reach_prometheus_flattened() -> None:
     from dataclasses import dataclass, field
 
-    from llm_gateway.observability.metrics import int_counters
 
     @dataclass
     class Counters:

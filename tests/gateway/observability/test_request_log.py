@@ -13,9 +13,9 @@ import openai
 import orjson
 import pytest
 
+from llm_gateway.composition.root import create_app
 from llm_gateway.config.settings import LoggingSettings
 from llm_gateway.observability.request_log import RequestLog
-from llm_gateway.server.app import create_app
 from llm_gateway.vocab.types import BasePolicy, Call, RequestContext
 from tests.conftest import make_settings
 from tests.support.server import running

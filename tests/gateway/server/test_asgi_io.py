@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from llm_gateway.server.app import create_app
+from llm_gateway.composition.root import create_app
 from llm_gateway.server.asgi_io import ClientGone, read_body, scope_headers, send_json
 from llm_gateway.vocab.errors import PayloadTooLarge
 from tests.conftest import make_settings

@@ -12,7 +12,7 @@ import httpx
 import openai
 import orjson
 
-from llm_gateway.server.app import create_app
+from llm_gateway.composition.root import create_app
 from tests.conftest import make_settings
 from tests.support.gateway_process import gateway_process
 from tests.support.server import running

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from llm_gateway.cli.main import main
-from llm_gateway.server.app import create_app
+from llm_gateway.composition.root import create_app
 from llm_gateway.vocab.errors import AuthenticationFailed
 from llm_gateway.vocab.types import BasePolicy, Call, KeyInfo, RequestContext
 from tests.conftest import make_settings
@@ -34,7 +34,7 @@ class TestKeys(BasePolicy):
         return None
 
     async def admit(self, ctx: RequestContext) -> None:
-        if ctx.state.get("admin") and ctx.headers.get("authorization") != f"Bearer {MASTER}":
+        if ctx.admin and ctx.headers.get("authorization") != f"Bearer {MASTER}":
             raise AuthenticationFailed("the master key is required")
 
 

@@ -12,8 +12,9 @@ import orjson
 import pydantic
 import pytest
 
+from llm_gateway.composition.root import create_app
 from llm_gateway.config.settings import Settings
-from llm_gateway.server.app import GatewayApp, create_app
+from llm_gateway.server.app import GatewayApp
 from tests.conftest import make_settings
 from tests.support.server import running
 from tests.support.upstream import FakeUpstream
