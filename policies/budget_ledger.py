@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from llm_gateway.policies.redis_counter import LimitStoreUnavailable
+from llm_gateway.policies.redis_counter import NO_ANSWER, LimitStoreUnavailable
 
 HOLD_SECONDS = 600.0  # longer than any request may run (the router's deadline, a long stream)
 TOTAL_TTL_SECONDS = 86_400  # an idle key's total is dropped from Redis after a day and re-read from the store
@@ -132,14 +132,14 @@ class RedisLedger:
         args = [ticket, repr(estimate), repr(budget), self.hold_seconds, TOTAL_TTL_SECONDS]
         try:
             answer = await self._reserve(keys=keys, args=args)
-        except Exception as exc:  # redis-py's ConnectionError, TimeoutError and friends: no answer
+        except NO_ANSWER as exc:
             return await self._unreachable(exc, key_id, ticket, estimate, budget)
         if answer in (b"init", "init"):
             seed = await self._spent(key_id)  # the store's own failure is its own 503
             try:
                 await self.client.set(keys[0], repr(seed), nx=True, ex=TOTAL_TTL_SECONDS)
                 answer = await self._reserve(keys=keys, args=args)
-            except Exception as exc:
+            except NO_ANSWER as exc:
                 return await self._unreachable(exc, key_id, ticket, estimate, budget)
         if answer in (b"ok", "ok"):
             return None
@@ -158,7 +158,7 @@ class RedisLedger:
         await self._fallback.settle(key_id, ticket, cost)
         try:
             await self._settle(keys=self._keys(key_id), args=[ticket, repr(cost)])
-        except Exception:  # the hold lapses by itself; the spend itself is in the store's batch either way
+        except NO_ANSWER:  # the hold lapses by itself; the spend itself is in the store's batch either way
             self.counters["store_errors"] += 1
 
     async def aclose(self) -> None:

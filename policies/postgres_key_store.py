@@ -206,7 +206,7 @@ class PostgresKeyStore:
                     await conn.execute("SELECT 1", timeout=_WATCH_PING_SECONDS)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # any failure: reconnect, and flush the cache once listening again
+            except Exception as exc:  # noqa: BLE001 - any failure: reconnect, flush the cache once listening again
                 log.warning("listening for key revocations on %s failed (%s); reconnecting", self.location, exc)
                 on_change(None)
             finally:
@@ -224,7 +224,7 @@ class PostgresKeyStore:
             watcher.cancel()
             try:
                 await watcher
-            except (asyncio.CancelledError, Exception):
+            except asyncio.CancelledError:
                 pass
         if self._pool is not None:
             pool, self._pool = self._pool, None

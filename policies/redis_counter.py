@@ -18,10 +18,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from llm_gateway.policies.rate_counter import SECONDS_PER_WINDOW, Limit, Reading
 from llm_gateway.vocab.errors import ServiceUnavailable
 
 log = logging.getLogger("gateway.policy")
+# No answer from Redis: refused, reset, timed out, or an error reply (e.g. loading its data after a restart).
+NO_ANSWER: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 KEY_PREFIX = "gw:rl:"
 
 # KEYS: bucket keys; ARGV: per_minute, amount for each key in turn, then seconds per window.
@@ -101,7 +105,7 @@ class RedisCounter:
         args.append(SECONDS_PER_WINDOW)
         try:
             out = await self._take(keys=keys, args=args)
-        except Exception as exc:  # redis-py raises ConnectionError, TimeoutError and friends: all mean "no answer"
+        except NO_ANSWER as exc:
             return self._unreachable(demands, exc)
         readings = []
         for i, (limit, _) in enumerate(demands):
@@ -112,7 +116,7 @@ class RedisCounter:
     async def settle(self, limit: Limit, amount: float) -> None:
         try:
             await self._settle(keys=[KEY_PREFIX + limit.key], args=[limit.per_minute, amount, SECONDS_PER_WINDOW])
-        except Exception as exc:  # the request has been answered: a correction that cannot be written is dropped
+        except NO_ANSWER as exc:  # the request has been answered: a correction that cannot be written is dropped
             self.counters["store_errors"] += 1
             self._log(f"rate-limit correction of {limit.key} dropped: {exc}")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llm_gateway.config.policy_settings import GuardSettings
 from llm_gateway.composition.state import budget_ledger, key_store, rate_counter
+from llm_gateway.config.policy_settings import GuardSettings
 from llm_gateway.config.settings import Settings
 from llm_gateway.policies.auth import AuthPolicy
 from llm_gateway.policies.budget import BudgetPolicy

@@ -94,7 +94,50 @@ async def _probe_redis(state: StateSettings) -> Probe:
     try:
         info = await asyncio.wait_for(client.info("server"), timeout=max(2.0, state.redis_timeout_seconds * 4))
         return Probe("Redis", masked_url(state.redis_url), True, f"server {info.get('redis_version', '?')}")
-    except Exception as exc:  # refused, timed out, auth: all say "not usable", with redis-py's reason
+    except Exception as exc:  # noqa: BLE001 - refused, timed out, auth: all say "not usable", with redis-py's reason
         return Probe("Redis", masked_url(state.redis_url), False, f"{type(exc).__name__}: {exc}")
     finally:
         await client.aclose()
+
+
+async def migrate_all(settings: Settings) -> dict[str, int]:
+    """Create or migrate every table the configured PostgreSQL holds; {component: version}. SchemaTooNew when a
+    newer gateway migrated it, DatabaseUnavailable when it does not answer."""
+    if not settings.state.database_url:
+        return {}
+    from llm_gateway.policies.postgres_key_store import PostgresKeyStore
+    from llm_gateway.recordings.postgres_store import PostgresStore
+
+    versions: dict[str, int] = {}
+    for name, store in (("keys", PostgresKeyStore(settings.state.database_url)),
+                        ("recordings", PostgresStore(settings.state.database_url))):
+        try:
+            versions[name] = await store.migrate()
+        finally:
+            await store.aclose()
+    return versions
+
+
+async def startup_check(settings: Settings) -> tuple[list[str], list[str]]:
+    """(problems that must stop `gateway serve`, notes to print) about the shared state servers; migrates the
+    schema on the way, so replicas starting together agree on it before any serves."""
+    from llm_gateway.vocab.postgres import SchemaTooNew
+
+    problems: list[str] = []
+    notes: list[str] = []
+    state = settings.state
+    for p in await probe(state):
+        if p.ok:
+            notes.append(f"{p.name} at {p.url}: {p.detail}")
+        elif p.name == "Redis" and state.on_redis_error == "open":
+            notes.append(f"{p.name} at {p.url} is unreachable ({p.detail}); serving anyway with rate limits and "
+                         "budget reservations unchecked ([state] on_redis_error = \"open\") until it answers")
+        else:
+            problems.append(f"{p.name} at {p.url} is unreachable: {p.detail}")
+    if state.database_url and not problems:
+        try:
+            versions = await migrate_all(settings)
+            notes.append("PostgreSQL schema: " + ", ".join(f"{k} v{v}" for k, v in versions.items()))
+        except SchemaTooNew as exc:
+            problems.append(str(exc))
+    return problems, notes

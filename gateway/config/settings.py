@@ -175,7 +175,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     guards: GuardSettings = field(default_factory=GuardSettings)
-    state: StateSettings = StateSettings()
+    state: StateSettings = field(default_factory=StateSettings)
     source: str = ""
     warnings: tuple[str, ...] = ()
 

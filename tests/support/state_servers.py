@@ -138,7 +138,7 @@ class PostgresServer:
         deadline = time.monotonic() + 30
         while True:
             done = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d",
-                                   "postgres", "-Atc", "SELECT 1"], capture_output=True, text=True)
+                                   "postgres", "-Atc", "SELECT 1"], check=False, capture_output=True, text=True)
             if done.returncode == 0 or shutil.which("psql") is None:
                 return
             if time.monotonic() > deadline:
