@@ -25,6 +25,7 @@ from typing import Any
 
 from llm_gateway.policies.budget_ledger import InProcessLedger, Ledger
 from llm_gateway.policies.key_store import KeyStore, UsageRow
+from llm_gateway.vocab.counters import int_counters
 from llm_gateway.vocab.errors import QuotaExceeded
 from llm_gateway.vocab.types import BasePolicy, Call, RequestContext
 
@@ -166,6 +167,10 @@ class BudgetPolicy(BasePolicy):
             except Exception:
                 log.exception("writing key spend to %s failed; retrying in %ss", self.store.location,
                               self.flush_seconds)
+
+    def counter_values(self) -> list[tuple[str, int]]:
+        ledger = [(f"ledger_{n}", v) for n, v in int_counters(getattr(self.ledger, "counters", None))]
+        return super().counter_values() + ledger
 
     async def aclose(self) -> None:
         flusher, self._flusher = self._flusher, None
