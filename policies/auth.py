@@ -59,7 +59,7 @@ class AuthPolicy(BasePolicy):
         self._wall_clock = wall_clock
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
         self._lookups: dict[str, asyncio.Task[KeyRecord | None]] = {}
-        self.counters = {"lookups": 0, "cache_hits": 0, "revocations_heard": 0}
+        self.counters = {"lookups": 0, "cache_hits": 0}
         self._watching = False
         self._generation = 0
 
@@ -114,6 +114,7 @@ class AuthPolicy(BasePolicy):
             self._watching = True
             watch = getattr(self.store, "watch", None)
             if watch is not None:
+                self.counters["revocations_heard"] = 0
                 watch(self.forget)
         now = self._clock()
         cached = self._cache.get(digest)

@@ -31,11 +31,13 @@ class StateSettings:
 
 def parse_state(t: Table, env: Mapping[str, str]) -> StateSettings:
     d = StateSettings()
+    database_url, redis_url = t.string("database_url", d.database_url), t.string("redis_url", d.redis_url)
+    replica_id = t.string("replica_id", d.replica_id)
     s = StateSettings(
-        database_url=env.get("GATEWAY_DATABASE_URL") or t.string("database_url", d.database_url),
-        redis_url=env.get("GATEWAY_REDIS_URL") or t.string("redis_url", d.redis_url),
+        database_url=env.get("GATEWAY_DATABASE_URL") or database_url,
+        redis_url=env.get("GATEWAY_REDIS_URL") or redis_url,
         on_redis_error=t.string("on_redis_error", d.on_redis_error, choices=FAIL_MODES),
-        replica_id=env.get("GATEWAY_REPLICA_ID") or t.string("replica_id", d.replica_id) or socket.gethostname(),
+        replica_id=env.get("GATEWAY_REPLICA_ID") or replica_id or socket.gethostname(),
         redis_timeout_seconds=t.number("redis_timeout_seconds", d.redis_timeout_seconds, minimum=0.01, maximum=60),
     )
     t.finish()

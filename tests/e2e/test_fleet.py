@@ -91,7 +91,8 @@ def test_two_workers_on_one_machine_share_the_redis_limit(tmp_path: Path, redis_
 
 def _auth(cache_ttl: float = 60) -> str:
     # a long cache TTL: only the LISTEN/NOTIFY invalidation can make a revocation felt within a second
-    return f'[auth]\nmode = "keys"\nmaster_key = "{MASTER}"\ncache_ttl_seconds = {cache_ttl}\nspend_flush_seconds = 0.2\n'
+    return (f'[auth]\nmode = "keys"\nmaster_key = "{MASTER}"\ncache_ttl_seconds = {cache_ttl}\n'
+            'spend_flush_seconds = 0.2\n')
 
 
 def test_a_key_made_anywhere_works_everywhere_and_a_revocation_reaches_every_replica_within_a_second(

@@ -150,7 +150,7 @@ class PostgresServer:
         self._databases += 1
         name = f"test_{os.getpid()}_{self._databases}"
         subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres",
-                        "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+                        "-qc", f"CREATE DATABASE {name} STRATEGY FILE_COPY"], check=True, capture_output=True)
         return self.url(name)
 
     def stop(self) -> None:
