@@ -13,6 +13,7 @@ from typing import Any
 from llm_gateway.composition.adapters import build_adapters
 from llm_gateway.composition.policies import build_policies
 from llm_gateway.composition.recorder import build_recorder
+from llm_gateway.composition.state import fleet_stats
 from llm_gateway.config.settings import Settings, load_settings
 from llm_gateway.engine.pipeline import Pipeline
 from llm_gateway.engine.router import Router
@@ -42,6 +43,7 @@ def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = 
         health=router.health,
         policies=pipeline.policies,
     )
+    observer.fleet = fleet_stats(settings, observer.stats)
     router.on_upstream_error = observer.upstream_error
     drain = Drain(settings.server.shutdown_grace_seconds)
     return Gateway(settings, adapters=adapters, router=router, pipeline=pipeline, observer=observer, drain=drain)

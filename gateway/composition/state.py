@@ -55,6 +55,18 @@ def budget_ledger(settings: Settings, spent: Callable[[str], Any]) -> Ledger:
     return InProcessLedger(spent)
 
 
+def fleet_stats(settings: Settings, snapshot: Callable[[], dict[str, Any]]) -> Any:
+    """The usage figures shared through Redis, so /ui shows the fleet: None without a redis_url or metrics."""
+    if not settings.state.redis_url or not settings.metrics.enabled:
+        return None
+    import os
+
+    from llm_gateway.observability.fleet_stats import FleetStats, RedisBoard
+
+    member = f"{settings.state.replica_id}:{os.getpid()}"
+    return FleetStats(RedisBoard(redis_client(settings.state)), member, snapshot)
+
+
 @dataclass(frozen=True, slots=True)
 class Probe:
     name: str  # "PostgreSQL" | "Redis"

@@ -66,6 +66,10 @@ class Observer:
         self.in_flight = 0
         self.open_streams = 0
         self.started_at = time.time()
+        self.replica = settings.state.replica_id
+        self.fleet: Any = None  # FleetStats (observability/fleet_stats.py) when the figures are shared through Redis
+        if self.enabled:
+            self.metrics.replica.labels(self.replica).set(1)
         self._request_children: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._token_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._stream_children: dict[str, tuple[Any, Any]] = {}
@@ -85,6 +89,8 @@ class Observer:
     # per request
 
     def start(self, ctx: RequestContext, endpoint: str) -> None:
+        if self.fleet is not None and self.in_flight == 0:
+            self.fleet.start()  # once: it ignores later calls
         ctx.endpoint = endpoint
         ctx.started = time.perf_counter()
         self.in_flight += 1
@@ -239,6 +245,7 @@ class Observer:
         usage = ctx.usage
         entry: dict[str, Any] = {
             "request_id": ctx.request_id,
+            "replica": self.replica,
             "endpoint": endpoint,
             "alias": alias,
             "provider": ctx.provider,
@@ -318,6 +325,7 @@ class Observer:
         looked_up = recording["hits"] + recording["misses"]
         recording["hit_rate"] = round(recording["hits"] / looked_up, 6) if looked_up else None
         return {
+            "replica": self.replica,
             "pid": os.getpid(),
             "started_at": self.started_at,
             "now": time.time(),
@@ -328,6 +336,12 @@ class Observer:
             "recording": recording,
             "deployments": self.health(),
         }
+
+    async def fleet_stats(self) -> dict[str, Any]:
+        """Every replica's figures merged when they are shared ([state] redis_url); else this worker's."""
+        if self.fleet is None:
+            return self.stats()
+        return await self.fleet.merged()
 
     def close(self) -> None:
         self.sync()

@@ -84,6 +84,8 @@ class Gateway:
         await self.pipeline.aclose()
         for adapter in self.adapters.values():
             await adapter.aclose()
+        if self.observer.fleet is not None:
+            await self.observer.fleet.aclose()
         self.observer.close()
 
     # handlers

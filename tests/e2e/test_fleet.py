@@ -244,3 +244,25 @@ def test_check_reports_each_server(tmp_path: Path, database_url: str, redis_url:
     config, _ = write_config(tmp_path, state(redis_url=f"redis://127.0.0.1:{free_port()}/0") + MOCK)
     down = cli("check", "--config", str(config))
     assert down.returncode == 1 and "Redis at redis://127.0.0.1" in down.stderr and "UNREACHABLE" in down.stderr, own
+
+
+def test_ui_stats_and_metrics_show_the_whole_fleet_and_name_each_replica(tmp_path: Path, redis_url: str) -> None:
+    body = state(redis_url=redis_url) + MOCK
+    with replicas(tmp_path, body) as gateways:
+        for i, gw in enumerate(gateways):
+            for _ in range(i + 1):  # 1, 2 and 3 requests
+                assert httpx.post(gw.url + "/v1/chat/completions",
+                                  json={"model": "mock", "messages": HI}).status_code == 200
+        deadline = time.monotonic() + 10
+        while True:  # each replica publishes within PUBLISH_SECONDS of its first request
+            stats = httpx.get(gateways[0].url + "/ui/api/stats").json()
+            if stats["totals"]["requests"] == 6 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        printed = cli("stats", "--url", gateways[2].url)
+        metrics = httpx.get(gateways[1].url + "/metrics").text
+    assert stats["totals"]["requests"] == 6
+    assert [(r["replica"], r["requests"]) for r in stats["replicas"]] == [("replica-0", 1), ("replica-1", 2),
+                                                                         ("replica-2", 3)]
+    assert "replica replica-2" in printed.stdout and "3 workers across the fleet" in printed.stdout
+    assert 'gateway_replica_info{replica="replica-1"} 1.0' in metrics
