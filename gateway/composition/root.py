@@ -23,8 +23,10 @@ from llm_gateway.server.app import Gateway, GatewayApp, asgi_app
 from llm_gateway.server.shutdown import Drain
 
 
-def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> Gateway:
-    """`transports` (tests) replaces the HTTP transport of the named providers (respx, httpx.MockTransport)."""
+def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = None,
+                  span_exporter: Any = None) -> Gateway:
+    """`transports` (tests) replaces the HTTP transport of the named providers (respx, httpx.MockTransport);
+    `span_exporter` (tests) receives the spans instead of the OTLP exporter."""
     adapters = build_adapters(settings.providers, transports)
     missing = {
         name: (", ".join(p.api_key_env) or f"providers.{name}.api_key")
@@ -44,13 +46,19 @@ def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = 
         policies=pipeline.policies,
     )
     observer.fleet = fleet_stats(settings, observer.stats)
+    if settings.tracing.enabled:
+        from llm_gateway.observability.tracing import Tracing
+
+        provider_types = {name: p.type for name, p in settings.providers.items()}
+        observer.tracing = Tracing(settings.tracing, settings.state.replica_id, provider_types, span_exporter)
     router.on_upstream_error = observer.upstream_error
     drain = Drain(settings.server.shutdown_grace_seconds)
     return Gateway(settings, adapters=adapters, router=router, pipeline=pipeline, observer=observer, drain=drain)
 
 
-def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> GatewayApp:
-    return asgi_app(build_gateway(settings, transports=transports))
+def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = None,
+               span_exporter: Any = None) -> GatewayApp:
+    return asgi_app(build_gateway(settings, transports=transports, span_exporter=span_exporter))
 
 
 def app_from_env() -> GatewayApp:

@@ -21,6 +21,7 @@ from llm_gateway.config.policy_settings import (
 )
 from llm_gateway.config.state_settings import StateSettings, masked_url, parse_state
 from llm_gateway.config.toml_reader import ConfigError, Table
+from llm_gateway.config.tracing_settings import TracingSettings, parse_tracing
 
 RECORD_MODES = ("off", "record", "replay", "auto")
 STRATEGIES = ("weighted", "least_busy", "lowest_latency")
@@ -176,6 +177,7 @@ class Settings:
     limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     guards: GuardSettings = field(default_factory=GuardSettings)
     state: StateSettings = field(default_factory=StateSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     source: str = ""
     warnings: tuple[str, ...] = ()
 
@@ -217,6 +219,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     limits = parse_limits(root.table("limits"))
     guards = parse_guards(root.table("guards"))
     state = parse_state(root.table("state"), env)
+    tracing = parse_tracing(root.table("tracing"))
     root.finish()
     _check_references(providers, models, problems, warnings)
     if recording.store == "postgres" and not state.database_url:
@@ -237,6 +240,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         limits=limits,
         guards=guards,
         state=state,
+        tracing=tracing,
         warnings=tuple(warnings),
     )
 
@@ -464,6 +468,7 @@ def masked(settings: Settings) -> dict[str, Any]:
         if p["api_key"]:
             p["api_key"] = _mask(p["api_key"])
         p["headers"] = {k: (_mask(v) if _secret_header(k) else v) for k, v in p["headers"].items()}
+    data["tracing"]["headers"] = [(k, _mask(v)) for k, v in data["tracing"]["headers"]]
     for key in ("database_url", "redis_url"):
         data["state"][key] = masked_url(data["state"][key])
     if data["auth"]["master_key"]:

@@ -25,6 +25,7 @@ from llm_gateway.observability.metrics import (
     render,
 )
 from llm_gateway.observability.request_log import RequestLog
+from llm_gateway.observability.tracing import TRACEPARENT
 from llm_gateway.observability.usage_stats import UsageStats
 from llm_gateway.vocab.errors import GatewayError
 from llm_gateway.vocab.types import Policy, RequestContext
@@ -67,6 +68,7 @@ class Observer:
         self.open_streams = 0
         self.started_at = time.time()
         self.replica = settings.state.replica_id
+        self.tracing: Any = None  # Tracing (observability/tracing.py) when [tracing] is on
         self.fleet: Any = None  # FleetStats (observability/fleet_stats.py) when the figures are shared through Redis
         if self.enabled:
             self.metrics.replica.labels(self.replica).set(1)
@@ -92,6 +94,12 @@ class Observer:
         if self.fleet is not None and self.in_flight == 0:
             self.fleet.start()  # once: it ignores later calls
         ctx.endpoint = endpoint
+        if self.tracing is not None:
+            self.tracing.begin(ctx)
+        else:
+            given = ctx.headers.get("traceparent")
+            if given and TRACEPARENT.fullmatch(given):
+                ctx.traceparent = given  # no span of ours: the upstream joins the client's trace
         ctx.started = time.perf_counter()
         self.in_flight += 1
         if self._move_gauges and self.enabled:
@@ -124,6 +132,8 @@ class Observer:
                 log.exception("observing request %s failed", ctx.request_id)
 
     def _finish(self, ctx: RequestContext, status: int) -> None:
+        if ctx.span is not None:
+            self.tracing.end(ctx, status)
         now = time.perf_counter()
         started = ctx.started or now
         total = now - started
@@ -344,5 +354,7 @@ class Observer:
         return await self.fleet.merged()
 
     def close(self) -> None:
+        if self.tracing is not None:
+            self.tracing.close()
         self.sync()
         self.request_log.close()
