@@ -26,7 +26,7 @@ from typing import Any
 from llm_gateway.policies.budget_ledger import InProcessLedger, Ledger
 from llm_gateway.policies.key_store import KeyStore, UsageRow
 from llm_gateway.vocab.counters import int_counters
-from llm_gateway.vocab.errors import QuotaExceeded
+from llm_gateway.vocab.errors import QuotaExceeded, ServiceUnavailable
 from llm_gateway.vocab.types import BasePolicy, Call, RequestContext
 
 log = logging.getLogger("gateway.policy")
@@ -125,7 +125,12 @@ class BudgetPolicy(BasePolicy):
         stored = self._stored_usd.get(key_id)
         if stored is None or stored[0] <= now:
             async with self._io:
-                value = await self.store.spent(key_id)
+                try:
+                    value = await self.store.spent(key_id)
+                except ServiceUnavailable:
+                    if stored is None:
+                        raise  # never read: nothing to check the budget against
+                    value = stored[1]  # the store is away: the last figure read, plus our own spend, still holds
                 self._stored_usd[key_id] = stored = (now + self.refresh_seconds, value)
         return stored[1] + self._unflushed_usd.get(key_id, 0.0)
 

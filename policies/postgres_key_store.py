@@ -4,7 +4,7 @@ A key created on any machine is found by every replica; spend is added with upse
 the totals are the sum over replicas whatever order their batches arrive in; rows are written in key order so two
 replicas' batches never deadlock. A revocation sends `NOTIFY gateway_keys, '<hash>'` in its own transaction, and
 `watch()` LISTENs for it, so every replica drops the key from its cache within a second, not a cache TTL; after a
-lost connection the watcher reconnects and reports "anything may have changed" (None) to flush the whole cache.
+lost connection the watcher reconnects and then reports "anything may have changed" (None) to flush the whole cache.
 """
 
 from __future__ import annotations
@@ -195,20 +195,24 @@ class PostgresKeyStore:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(on_change))
 
     async def _watch(self, on_change: Callable[[str | None], None]) -> None:
+        reconnecting = False
         while True:
             conn = None
             try:
                 conn = await asyncpg.connect(self.url, timeout=5)
                 await conn.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: on_change(payload))
-                on_change(None)  # whatever was revoked while nobody listened
+                if reconnecting:
+                    on_change(None)  # whatever was revoked while nobody listened
+                reconnecting = True
                 while True:
                     await asyncio.sleep(_WATCH_PING_SECONDS)
                     await conn.execute("SELECT 1", timeout=_WATCH_PING_SECONDS)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure: reconnect, flush the cache once listening again
+            except Exception as exc:  # noqa: BLE001 - any failure: reconnect; the cache is flushed once listening again
+                reconnecting = True
+                # (not now: while the database is down nothing can be revoked, and cached keys keep serving)
                 log.warning("listening for key revocations on %s failed (%s); reconnecting", self.location, exc)
-                on_change(None)
             finally:
                 if conn is not None:
                     conn.terminate()

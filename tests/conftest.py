@@ -111,3 +111,13 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of this test's own, which it may stop and start again (same port, same data)."""
+    server = PostgresServer(require("PostgreSQL (initdb, postgres)", postgres_bindir())).start()
+    try:
+        yield server
+    finally:
+        server.close()

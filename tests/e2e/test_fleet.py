@@ -18,7 +18,7 @@ import httpx
 
 from tests.support.gateway_process import GatewayProcess, gateway_process, write_config
 from tests.support.server import running
-from tests.support.state_servers import RedisServer
+from tests.support.state_servers import PostgresServer, RedisServer
 from tests.support.upstream import FakeUpstream
 
 MASTER = "sk-master-fleet-0123456789"
@@ -266,3 +266,64 @@ def test_ui_stats_and_metrics_show_the_whole_fleet_and_name_each_replica(tmp_pat
                                                                          ("replica-2", 3)]
     assert "replica replica-2" in printed.stdout and "3 workers across the fleet" in printed.stdout
     assert 'gateway_replica_info{replica="replica-1"} 1.0' in metrics
+
+
+def test_postgresql_down_while_serving_cached_keys_go_on_spend_waits_and_all_recovers(
+    tmp_path: Path, own_postgres: PostgresServer
+) -> None:
+    database_url = own_postgres.url()
+    body = state(database_url) + _auth(cache_ttl=3600) + MOCK
+    with gateway_process(tmp_path, body) as gw:
+        key = cli("keys", "create", "--name", "steady", "--config", str(gw.config)).stdout.strip()
+
+        def post(k: str) -> httpx.Response:
+            return httpx.post(gw.url + "/v1/chat/completions", json={"model": "mock", "messages": HI},
+                              headers={"authorization": f"Bearer {k}"}, timeout=30)
+
+        assert post(key).status_code == 200  # looked up once, cached
+        own_postgres.stop()
+        outage = [post(key) for _ in range(5)]
+        assert [r.status_code for r in outage] == [200] * 5, outage[0].text  # no database on a cached key path
+        unknown = post("sk-gw-never-made")
+        assert unknown.status_code == 503 and unknown.json()["error"]["code"] == "key_store_unavailable"
+        own_postgres.start()
+        deadline = time.monotonic() + 15
+        requests = 0
+        while time.monotonic() < deadline:  # the spend batch kept through the outage reaches the database
+            requests = asyncio.run(_requests(database_url))
+            if requests == 6:
+                break
+            time.sleep(0.2)
+        assert requests == 6
+        revoked = cli("keys", "revoke", "steady", "--config", str(gw.config))
+        assert revoked.returncode == 0
+        deadline = time.monotonic() + 10  # the revocation listener reconnected by itself
+        while post(key).status_code != 401 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert post(key).status_code == 401
+
+
+async def _requests(database_url: str) -> int:
+    try:
+        conn = await asyncpg.connect(database_url)
+    except (OSError, asyncpg.PostgresError):
+        return -1
+    try:
+        return int(await conn.fetchval("SELECT COALESCE(SUM(requests), 0) FROM gateway_key_usage"))
+    finally:
+        await conn.close()
+
+
+def test_a_replica_killed_right_after_answering_has_kept_its_recording(tmp_path: Path, database_url: str,
+                                                                        upstream: FakeUpstream) -> None:
+    models = (f'[providers.up]\ntype = "openai"\nbase_url = "{upstream.url}/v1"\napi_key = "sk-up"\n'  # type: ignore[attr-defined]
+              '[models.mock]\nprovider = "up"\nmodel = "echo"\n')
+    body = state(database_url) + '[recording]\nmode = "record"\nstore = "postgres"\n' + models
+    with gateway_process(tmp_path, body) as gw:
+        answered = httpx.post(gw.url + "/v1/chat/completions",
+                              json={"model": "mock", "messages": [{"role": "user", "content": "keep me"}]})
+        assert answered.status_code == 200
+        os.killpg(gw.proc.pid, 9)
+        gw.proc.wait(timeout=10)
+    listed = cli("recordings", "ls", "--json", "--config", str(gw.config))
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 1
