@@ -45,6 +45,8 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
     out = []
     out += _ratio(results, "policies off vs minimal proxy", "gateway-off", "minimal", (8, 64), 0.8)
     out += _ratio(results, "auth+rate limit+PII vs minimal proxy", "gateway-policies", "minimal", (8, 64), 0.6)
+    out += _ratio(results, "auth+rate limit on Redis+keys on PostgreSQL vs in-process", "gateway-auth-shared",
+                  "gateway-auth-local", (8, 64), 0.85)
     out += _ratio(results, "replay hits vs minimal proxy", "gateway-replay", "minimal", (1, 8, 64), 1.0)
     out += _ratio(results, "policies off vs LiteLLM", "gateway-off", "litellm", (64,), 30.0)
     added = added_p50(results, "gateway-off", 1)
