@@ -163,4 +163,5 @@ class RedisLedger:
 
     async def aclose(self) -> None:
         await self._fallback.aclose()
+        await self.client.aclose()
 

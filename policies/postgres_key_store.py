@@ -33,6 +33,8 @@ from llm_gateway.vocab.types import KeyInfo
 log = logging.getLogger("gateway.policy")
 CHANNEL = "gateway_keys"
 _WATCH_PING_SECONDS = 2.0  # a dead listening connection is noticed within this (plus the reconnect)
+_RECONNECT_FIRST_SECONDS = 0.25
+_RECONNECT_MAX_SECONDS = 4.0
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -196,6 +198,7 @@ class PostgresKeyStore:
 
     async def _watch(self, on_change: Callable[[str | None], None]) -> None:
         reconnecting = False
+        pause = _RECONNECT_FIRST_SECONDS
         while True:
             conn = None
             try:
@@ -204,6 +207,7 @@ class PostgresKeyStore:
                 if reconnecting:
                     on_change(None)  # whatever was revoked while nobody listened
                 reconnecting = True
+                pause = _RECONNECT_FIRST_SECONDS
                 while True:
                     await asyncio.sleep(_WATCH_PING_SECONDS)
                     await conn.execute("SELECT 1", timeout=_WATCH_PING_SECONDS)
@@ -212,11 +216,13 @@ class PostgresKeyStore:
             except Exception as exc:  # noqa: BLE001 - any failure: reconnect; the cache is flushed once listening again
                 reconnecting = True
                 # (not now: while the database is down nothing can be revoked, and cached keys keep serving)
-                log.warning("listening for key revocations on %s failed (%s); reconnecting", self.location, exc)
+                log.warning("listening for key revocations on %s failed (%s); reconnecting in %gs", self.location,
+                            exc, pause)
             finally:
                 if conn is not None:
                     conn.terminate()
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(pause)
+            pause = min(_RECONNECT_MAX_SECONDS, pause * 2)  # a long outage logs a line every few seconds, no more
 
     def _unavailable(self, what: str, exc: BaseException) -> KeyStoreUnavailable:
         log.error("key store %s failed: %s", self.location, exc)

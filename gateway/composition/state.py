@@ -22,13 +22,16 @@ from llm_gateway.policies.rate_counter import InProcessCounter, RateCounter
 def redis_client(state: StateSettings) -> Any:
     """A redis.asyncio client bounded by redis_timeout_seconds: one quick retry (a connection Redis dropped on a
     restart is replaced), then an error the fail mode decides about."""
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
     timeout = state.redis_timeout_seconds
-    return Redis.from_url(state.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                          retry=Retry(NoBackoff(), 1), health_check_interval=0, max_connections=256)
+    # blocking: past max_connections a call waits (up to the timeout) for a free connection instead of failing
+    pool = BlockingConnectionPool.from_url(state.redis_url, max_connections=64, timeout=timeout,
+                                           socket_timeout=timeout, socket_connect_timeout=timeout,
+                                           retry=Retry(NoBackoff(), 1), health_check_interval=0)
+    return Redis(connection_pool=pool)
 
 
 def key_store(settings: Settings) -> Any:

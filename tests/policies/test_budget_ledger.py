@@ -84,7 +84,7 @@ async def test_a_failed_request_gives_its_reservation_back(store: KeyStore) -> N
 
 
 def ledger(url: str, spent=None, **kwargs) -> RedisLedger:
-    client = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    client = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
     return RedisLedger(client, spent or spent_at(0.0), **kwargs)
 
 
@@ -123,3 +123,40 @@ async def test_redis_down_refuses_budgeted_requests_when_closed_and_checks_local
     assert await opened.reserve("k", "c", 0.6, 1.0) == pytest.approx(1.2)  # the local ledger still holds
     for r in (closed, opened):
         await r.client.aclose()
+
+
+class FlakyStore:
+    """A spend store that answers once, then is unavailable."""
+
+    location = "flaky"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def spent(self, key_id: str) -> float:
+        from llm_gateway.policies.key_store import KeyStoreUnavailable
+
+        self.calls += 1
+        if self.calls > 1:
+            raise KeyStoreUnavailable("down")
+        return 0.04
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_budget_check_uses_the_last_spend_read_while_the_store_is_away() -> None:
+    clock = Clock(0.0)
+    store = FlakyStore()
+    policy = BudgetPolicy(store, refresh_seconds=1, clock=clock, estimate=lambda c: 0.02)  # type: ignore[arg-type]
+    await policy.before(call(), RequestContext(request_id="a", key=KEY))  # 0.04 < 0.05: admitted, 0.06 held
+    clock.now += 5  # time to re-read: the store is down now
+    with pytest.raises(QuotaExceeded):
+        await policy.before(call(), RequestContext(request_id="b", key=KEY))  # checked against 0.04 + the hold
+    assert store.calls == 2
+    never_read = BudgetPolicy(FlakyStore(), estimate=lambda c: 0.0)  # type: ignore[arg-type]
+    never_read.store.calls = 1  # type: ignore[attr-defined]
+    from llm_gateway.policies.key_store import KeyStoreUnavailable
+
+    with pytest.raises(KeyStoreUnavailable):
+        await never_read.before(call(), RequestContext(request_id="c", key=KEY))

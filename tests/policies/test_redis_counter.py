@@ -13,7 +13,7 @@ from tests.support.state_servers import RedisServer
 
 
 def counter(url: str, **kwargs) -> RedisCounter:
-    return RedisCounter(Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5), **kwargs)
+    return RedisCounter(Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5), **kwargs)
 
 
 async def test_take_is_all_or_nothing_across_buckets(redis_url: str) -> None:
@@ -42,10 +42,14 @@ async def test_settle_corrects_the_bucket_and_may_leave_debt(redis_url: str) -> 
     c = counter(redis_url)
     limit = Limit("key:c:tokens", 100)
     await c.take([(limit, 50)])
-    await c.settle(limit, 120)  # the answer was far longer than estimated
+    await c.settle(limit, 100)  # the answer was far longer than estimated: queued...
+    await c.settle(limit, 20)
+    assert not (await c.take([(limit, 1)]))[0].denied  # ...not yet written
+    await c.flush()  # both in one round trip
     reading = (await c.take([(limit, 1)]))[0]
     assert reading.denied and reading.remaining < 0
     await c.settle(limit, -200)  # and a refund is capped at the bucket's size
+    await c.flush()
     assert (await c.take([(limit, 100)]))[0].denied is False
     await c.aclose()
 
@@ -80,7 +84,8 @@ async def test_open_mode_admits_and_counts_when_redis_is_down(own_redis: RedisSe
     for _ in range(3):
         assert not (await c.take([(limit, 1)]))[0].denied
     assert c.counters["admitted_unchecked"] == 3
-    await c.settle(limit, 5)  # dropped, not raised
+    await c.settle(limit, 5)
+    await c.flush()  # dropped, not raised
     await c.aclose()
 
 
@@ -89,4 +94,18 @@ async def test_a_bucket_key_expires_once_it_would_be_full(redis_url: str) -> Non
     await c.take([(Limit("key:f:requests", 60), 1)])  # refills 1 a second: full again after 1 s
     ttl = await c.client.pttl("gw:rl:key:f:requests")
     assert 1000 < ttl <= 2000
+    await c.aclose()
+
+
+async def test_queued_settles_are_written_by_themselves_shortly_after(redis_url: str) -> None:
+    c = counter(redis_url)
+    limit = Limit("key:g:tokens", 100)
+    await c.take([(limit, 10)])
+    await c.settle(limit, 80)
+    for _ in range(100):  # written after SETTLE_DELAY_SECONDS, with no further call
+        level = await c.client.hget("gw:rl:key:g:tokens", "level")
+        if float(level) < 20:
+            break
+        await asyncio.sleep(0.02)
+    assert float(level) < 20
     await c.aclose()
