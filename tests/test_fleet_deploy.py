@@ -20,7 +20,8 @@ def test_compose_runs_two_replicas_on_one_postgres_and_one_redis() -> None:
     assert ids == set(replicas)  # each names itself
     for s in replicas.values():
         env = s["environment"]
-        assert env["GATEWAY_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["GATEWAY_DATABASE_URL"]
+        database_url = env["GATEWAY_DATABASE_URL"]
+        assert database_url.startswith("postgresql://") and "@postgres:5432/" in database_url
         assert env["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
         assert set(s["depends_on"]) == {"postgres", "redis"}
     nginx = (FLEET / "nginx.conf").read_text()

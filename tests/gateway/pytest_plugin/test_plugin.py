@@ -101,3 +101,50 @@ def test_auto_records_only_what_is_missing(project: Path, upstream: FakeUpstream
 def test_a_bad_mode_is_a_usage_error(project: Path) -> None:
     result = run_inner(project, "http://127.0.0.1:9", "--gateway-record-mode=sometimes")
     assert result.returncode == 4 and "invalid choice: 'sometimes'" in result.stderr
+
+
+USER_PACKAGE_TEST = """
+import adapters.openai
+import gateway.app
+import policies.auth
+import recordings.store
+
+
+def test_the_users_own_packages_are_theirs(openai_client):
+    assert adapters.openai.MINE == gateway.app.MINE == policies.auth.MINE == recordings.store.MINE == "user"
+    answer = openai_client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "echo: hi"
+"""
+
+
+@pytest.mark.parametrize("runner", [["-m", "pytest"], ["pytest"]], ids=["python -m pytest", "pytest"])
+def test_a_user_project_with_its_own_gateway_adapters_policies_recordings_packages(
+    project: Path, upstream: FakeUpstream, runner: list[str]
+) -> None:
+    """The plugin loads into every test session of the environment: it must never shadow a user's module names."""
+    for package, module in (("adapters", "openai"), ("gateway", "app"), ("policies", "auth"), ("recordings", "store")):
+        (project / package).mkdir()
+        (project / package / "__init__.py").write_text("")
+        (project / package / f"{module}.py").write_text('MINE = "user"\n')
+    (project / "test_inner.py").write_text(USER_PACKAGE_TEST)
+    (project / "gateway.toml").write_text(CONFIG.format(url=upstream.url))  # type: ignore[attr-defined]
+    command = [sys.executable, *runner] if runner[0] == "-m" else [str(Path(sys.executable).parent / "pytest")]
+    result = subprocess.run(
+        [
+            *command,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--gateway-record-mode=record",
+            "-W",
+            "error::pytest.PytestConfigWarning",
+        ],
+        cwd=project,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(project)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
