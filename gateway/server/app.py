@@ -84,6 +84,8 @@ class Gateway:
         await self.pipeline.aclose()
         for adapter in self.adapters.values():
             await adapter.aclose()
+        if self.observer.fleet is not None:
+            await self.observer.fleet.aclose()
         self.observer.close()
 
     # handlers
@@ -102,6 +104,7 @@ class Gateway:
             body, state = wire.request(await self._read_json(ctx, receive))
             call = parse_call(wire.kind, body, self.settings.models)
             call.request_id = ctx.request_id
+            call.traceparent = ctx.traceparent
             ctx.alias = call.alias
             if call.stream:
                 stream = await self._stream(call, ctx, wire.framer(state))
