@@ -197,8 +197,6 @@ async def sse_events(
         tail = lines.pop()
         partial_len = len(tail)
         if tail:
-            if partial_len > max_event_bytes:
-                raise _event_too_large(provider, max_event_bytes)
             partial.append(tail)
         for line in lines:
             if line.endswith(b"\r"):
@@ -216,6 +214,8 @@ async def sse_events(
             elif line.startswith(b"event:"):
                 event = line[6:].strip().decode("utf-8", "replace")
             # comments (": ping"), id: and retry: lines carry nothing a chat stream needs
+        if partial_len > max_event_bytes:  # after the whole lines before it: those events were sent whole
+            raise _event_too_large(provider, max_event_bytes)
     if data:  # whole lines without the blank line that ends their event: lenient, as browsers are
         yield event, data[0] if len(data) == 1 else b"\n".join(data)
 

@@ -16,7 +16,6 @@ from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import orjson
-from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -33,6 +32,7 @@ from llm_gateway.server.context import request_context
 from llm_gateway.server.errors import error_response, note_error, send_error
 from llm_gateway.server.operator_routes import operator_routes
 from llm_gateway.server.shutdown import Drain
+from llm_gateway.server.sse_writer import send_event_stream
 from llm_gateway.vocab.errors import (
     GatewayError,
     InvalidRequest,
@@ -162,7 +162,8 @@ class Gateway:
         owner = m.owned_by or (m.deployments[0].provider if m.deployments else "llm-gateway")
         return {"id": alias, "object": "model", "created": self.created, "owned_by": owner}
 
-    async def _stream(self, call: Any, ctx: RequestContext, framer: Framer) -> EventSourceResponse:
+    async def _stream(self, call: Any, ctx: RequestContext, framer: Framer) -> Callable[[Scope, Receive, Send], Any]:
+        """Prime the stream (errors up to its first chunk are HTTP errors), then answer it as an SSE stream."""
         chunks = await self.pipeline.stream(call, ctx)
         try:
             first = await anext(chunks)
@@ -173,9 +174,11 @@ class Gateway:
             raise
         self.observer.stream_opened(ctx)
         frames = _frames(framer, first, chunks, ctx, lambda: self.observer.finish(ctx, 200), self.drain)
-        # on SIGTERM sse-starlette lets the stream run this long before cutting it; _frames ends it cleanly first
-        grace = self.drain.grace_seconds + 1
-        return EventSourceResponse(frames, headers=_headers(ctx), sep="\n", ping=15, shutdown_grace_period=grace)
+
+        async def respond(scope: Scope, receive: Receive, send: Send) -> None:
+            await send_event_stream(receive, send, frames, _headers(ctx))
+
+        return respond
 
     async def _read_json(self, ctx: RequestContext, receive: Receive) -> Any:
         raw = await read_body(receive, ctx.headers.get("content-length"), self.settings.server.max_body_bytes)

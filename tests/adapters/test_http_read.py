@@ -31,26 +31,27 @@ class Response:
 
 async def events(response: Response, cap: int = 1024, *, deadline: float | None = None) -> list[tuple[str, bytes]]:
     loop = asyncio.get_running_loop()
-    found = sse_events(response, "up", max_event_bytes=cap, deadline=deadline or loop.time() + 3600,
-                       read_timeout=60, total_timeout=5)
+    found = sse_events(
+        response, "up", max_event_bytes=cap, deadline=deadline or loop.time() + 3600, read_timeout=60, total_timeout=5
+    )
     return [e async for e in found]
 
 
 async def test_events_split_anywhere_come_out_whole() -> None:
     stream = b'event: a\r\ndata: {"x":\ndata: 1}\n\n: ping\n\ndata: [DONE]\n\n'
     for size in (1, 2, 3, 7, len(stream)):
-        pieces = [stream[i:i + size] for i in range(0, len(stream), size)]
+        pieces = [stream[i : i + size] for i in range(0, len(stream), size)]
         assert await events(Response(pieces)) == [("a", b'{"x":\n1}'), ("", b"[DONE]")]
 
 
 async def test_a_line_arriving_in_many_pieces_is_joined_once() -> None:
     line = b"data: " + b"x" * 20000
-    pieces = [line[i:i + 10] for i in range(0, len(line), 10)] + [b"\n\n"]
+    pieces = [line[i : i + 10] for i in range(0, len(line), 10)] + [b"\n\n"]
     assert await events(Response(pieces), cap=30000) == [("", b"x" * 20000)]
 
 
 async def test_a_cut_event_at_the_end_is_not_dispatched() -> None:
-    assert await events(Response([b"data: 1\n\ndata: {\"half"])) == [("", b"1")]
+    assert await events(Response([b'data: 1\n\ndata: {"half'])) == [("", b"1")]
     assert await events(Response([b"data: 1\n\ndata: 2\n"])) == [("", b"1"), ("", b"2")]  # a whole line is kept
 
 
@@ -103,3 +104,21 @@ async def test_an_error_body_is_read_only_as_far_as_needed() -> None:
     endless = Response([b"x" * 1000] * 1000)
     body = await read_error_body(endless, "up", limit=5000)
     assert len(body) == 5000 and endless.read == 5
+
+
+async def test_the_events_before_an_oversized_line_in_the_same_read_are_dispatched_first() -> None:
+    """One read holding a whole event and the start of an endless line: the event goes out, then the stream stops."""
+    seen: list[tuple[str, bytes]] = []
+    loop = asyncio.get_running_loop()
+    found = sse_events(
+        Response([b'data: {"n": 1}\n\ndata: {"pad": "' + b"x" * 2000]),
+        "up",
+        max_event_bytes=1024,
+        deadline=loop.time() + 3600,
+        read_timeout=60,
+        total_timeout=3600,
+    )
+    with pytest.raises(UpstreamTooLarge):
+        async for item in found:
+            seen.append(item)
+    assert seen == [("", b'{"n": 1}')]
