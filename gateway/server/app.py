@@ -11,9 +11,9 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Mapping
 from contextlib import aclosing, asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sse_starlette import EventSourceResponse
@@ -30,7 +30,7 @@ from llm_gateway.engine.router import Router
 from llm_gateway.observability.observer import Observer
 from llm_gateway.server.asgi_io import ClientGone, Receive, Scope, Send, read_body, send_json
 from llm_gateway.server.context import request_context
-from llm_gateway.server.errors import error_response, note_error, send_error
+from llm_gateway.server.errors import ErrorFormat, error_response, note_error, send_error
 from llm_gateway.server.operator_routes import operator_routes
 from llm_gateway.server.shutdown import Drain
 from llm_gateway.vocab.errors import (
@@ -39,10 +39,12 @@ from llm_gateway.vocab.errors import (
     MethodNotAllowed,
     ModelNotFound,
     NotFound,
+    PermissionDenied,
     ServiceUnavailable,
 )
 from llm_gateway.vocab.tokens import encoding
-from llm_gateway.vocab.types import Adapter, RequestContext
+from llm_gateway.vocab.types import Adapter, Call, RequestContext
+from llm_gateway.wire.anthropic.api import COUNT_TOKENS_PATH, MESSAGES_PATH, MessagesWire
 from llm_gateway.wire.openai_wire import Framer, OpenAIWire, Wire
 from llm_gateway.wire.responses.api import RESPONSES_PATH, ResponsesWire
 from llm_gateway.wire.schema import parse_call
@@ -100,8 +102,9 @@ class Gateway:
             call = parse_call(wire.kind, body, self.settings.models)
             call.request_id = ctx.request_id
             ctx.alias = call.alias
+            wire.bind(call, state, ctx)
             if call.stream:
-                stream = await self._stream(call, ctx, wire.framer(state))
+                stream = await self._stream(call, ctx, wire.framer(state), wire)
             else:
                 result = wire.answer(await self.pipeline.send(call, ctx), state)
         except GatewayError as exc:
@@ -122,12 +125,37 @@ class Gateway:
         if self.observer.request_log.log_content:
             ctx.answer = result
         self.observer.finish(ctx, 200)
-        await send_json(send, 200, orjson.dumps(result), _headers(ctx))
+        await send_json(send, 200, orjson.dumps(result), wire.response_headers(_headers(ctx)))
 
-    async def _send_error(self, send: Send, ctx: RequestContext, exc: GatewayError, wire: Wire) -> None:
+    async def count_tokens(self, scope: Scope, receive: Receive, send: Send, wire: TokenCountWire) -> None:
+        """POST /v1/messages/count_tokens: exact from a backend that counts, else the gateway's own estimate; the
+        answer's x-gateway-token-count header says which. Keys and model access apply as to a message."""
+        ctx = request_context(scope)
+        self.observer.start(ctx, wire.label)
+        try:
+            call = wire.count_call(await self._read_json(ctx, receive), ctx, self.settings.models)
+            ctx.alias = call.alias
+            await self.pipeline.admit(ctx)
+            if not self.pipeline.visible([call.alias], ctx):
+                raise PermissionDenied(f"This key may not use the model {call.alias!r}.", param="model")
+            count = await self.router.count_tokens(call)
+            source = "exact" if count is not None else "estimate"
+            if count is None:
+                count = wire.estimate(call)
+        except GatewayError as exc:
+            await self._send_error(send, ctx, exc, wire)
+            return
+        except ClientGone:
+            self.observer.finish(ctx, 499)
+            return
+        self.observer.finish(ctx, 200)
+        headers = wire.response_headers({**_headers(ctx), "x-gateway-token-count": source})
+        await send_json(send, 200, orjson.dumps({"input_tokens": count}), headers)
+
+    async def _send_error(self, send: Send, ctx: RequestContext, exc: GatewayError, wire: ErrorFormat) -> None:
         note_error(exc, ctx)
-        self.observer.finish(ctx, exc.status)
-        await send_error(send, ctx, exc, wire.error_body)
+        self.observer.finish(ctx, wire.error_status(exc))
+        await send_error(send, ctx, exc, wire)
 
     async def list_models(self, request: Request) -> Response:
         ctx = request_context(request.scope)
@@ -156,7 +184,7 @@ class Gateway:
         owner = m.owned_by or (m.deployments[0].provider if m.deployments else "llm-gateway")
         return {"id": alias, "object": "model", "created": self.created, "owned_by": owner}
 
-    async def _stream(self, call: Any, ctx: RequestContext, framer: Framer) -> EventSourceResponse:
+    async def _stream(self, call: Any, ctx: RequestContext, framer: Framer, wire: Wire) -> EventSourceResponse:
         chunks = await self.pipeline.stream(call, ctx)
         try:
             first = await anext(chunks)
@@ -169,7 +197,8 @@ class Gateway:
         frames = _frames(framer, first, chunks, ctx, lambda: self.observer.finish(ctx, 200), self.drain)
         # on SIGTERM sse-starlette lets the stream run this long before cutting it; _frames ends it cleanly first
         grace = self.drain.grace_seconds + 1
-        return EventSourceResponse(frames, headers=_headers(ctx), sep="\n", ping=15, shutdown_grace_period=grace)
+        headers = wire.response_headers(_headers(ctx))
+        return EventSourceResponse(frames, headers=headers, sep="\n", ping=15, shutdown_grace_period=grace)
 
     async def _read_json(self, ctx: RequestContext, receive: Receive) -> Any:
         raw = await read_body(receive, ctx.headers.get("content-length"), self.settings.server.max_body_bytes)
@@ -282,7 +311,23 @@ MODEL_ENDPOINTS: dict[str, Wire] = {
     "/v1/completions": OpenAIWire("completion"),
     "/v1/embeddings": OpenAIWire("embedding"),
     RESPONSES_PATH: ResponsesWire(),
+    MESSAGES_PATH: MessagesWire(),
 }
+
+
+class TokenCountWire(ErrorFormat, Protocol):
+    label: str
+
+    def count_call(self, body: Any, ctx: RequestContext, aliases: Container[str]) -> Call:
+        """The call whose input tokens are counted (its native body for a backend that counts exactly)."""
+        ...
+
+    def estimate(self, call: Call) -> int:
+        """The gateway's own count (tiktoken), when no backend counts exactly."""
+        ...
+
+
+TOKEN_COUNT_ENDPOINTS: dict[str, TokenCountWire] = {COUNT_TOKENS_PATH: MessagesWire()}
 
 
 class ModelEndpoint:
@@ -297,12 +342,23 @@ class ModelEndpoint:
         await self.gateway.serve(scope, receive, send, self.wire)
 
 
+class TokenCountEndpoint:
+    def __init__(self, gateway: Gateway, wire: TokenCountWire) -> None:
+        self.gateway = gateway
+        self.wire = wire
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.gateway.count_tokens(scope, receive, send, self.wire)
+
+
 class GatewayApp(Starlette):
     """Starlette, but a POST to a model endpoint goes straight to the gateway, ahead of Starlette's middleware and
     routing: those carry every request and cost about a fifth of the gateway's own time (BENCHMARKS.md).
     Gateway.serve answers every error itself, as Starlette's exception handlers would."""
 
-    def __init__(self, gateway: Gateway, model_endpoints: Mapping[str, ModelEndpoint], **kwargs: Any) -> None:
+    def __init__(
+        self, gateway: Gateway, model_endpoints: Mapping[str, ModelEndpoint | TokenCountEndpoint], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.state.gateway = gateway
         self._model_endpoints = dict(model_endpoints)
@@ -332,7 +388,10 @@ def asgi_app(gateway: Gateway) -> GatewayApp:
             await gateway.aclose()
             gc.unfreeze()  # an app stopped inside a longer-lived process (tests, the pytest plugin) can be collected
 
-    model_endpoints = {path: ModelEndpoint(gateway, wire) for path, wire in MODEL_ENDPOINTS.items()}
+    model_endpoints: dict[str, ModelEndpoint | TokenCountEndpoint] = {
+        path: ModelEndpoint(gateway, wire) for path, wire in MODEL_ENDPOINTS.items()
+    }
+    model_endpoints |= {path: TokenCountEndpoint(gateway, wire) for path, wire in TOKEN_COUNT_ENDPOINTS.items()}
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in model_endpoints.items()),
         Route("/v1/models", gateway.list_models, methods=["GET"]),
