@@ -120,11 +120,16 @@ class MessageEvents:
             return events
         index = self.native_blocks.get(upstream_index)
         if kind == "content_block_delta":
-            if index is None and self.open is not None and self.open_kind == "text":
-                index = self.open  # a citation on the text block being written
+            delta = event.get("delta") or {}
+            events: list[dict[str, Any]] = []
+            if index is None and delta.get("type") == "citations_delta":
+                # a citation belongs to a text block: the one being written, or the one its text will open
+                if self.open is None or self.open_kind != "text":
+                    events = self._open("text", {"type": "text", "text": "", "citations": []})
+                index = self.open
             if index is None:
                 return []
-            return [{"type": "content_block_delta", "index": index, "delta": event.get("delta") or {}}]
+            return [*events, {"type": "content_block_delta", "index": index, "delta": delta}]
         if kind == "content_block_stop" and index is not None and index == self.open:
             return self._close()
         return []

@@ -17,11 +17,14 @@ import orjson
 
 from llm_gateway.vocab.errors import InvalidRequest
 
-# what /v1/messages takes besides the conversation: each is translated, checked, or dropped as advice
+# what /v1/messages takes besides the conversation: each is translated, checked, or dropped as advice; any other
+# field (container, inference_geo, mcp_servers, ...) reaches an Anthropic backend only
 _KNOWN = frozenset({
     "model", "max_tokens", "messages", "system", "tools", "tool_choice", "stop_sequences", "temperature", "top_p",
-    "top_k", "metadata", "thinking", "service_tier", "stream",
+    "top_k", "metadata", "thinking", "service_tier", "stream", "output_config",
 })
+# documented as hints about caching, scheduling and diagnostics, never about the answer: dropped in translation
+ADVICE = frozenset({"cache_control", "service_tier", "speed", "diagnostics"})
 _USER_BLOCKS = frozenset({"text", "image", "document", "tool_result", "search_result"})
 _ASSISTANT_BLOCKS = frozenset({
     "text", "tool_use", "thinking", "redacted_thinking", "server_tool_use", "web_search_tool_result",
@@ -76,13 +79,14 @@ def to_chat_body(body: Any, *, count_only: bool = False) -> Translation:
     _tools(body, out)
     _sampling(body, out)
     _thinking(body.get("thinking"), out)
+    _output_config(body.get("output_config"), out)
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise invalid("stream", "expected a boolean")
     if body.get("stream") and not count_only:
         out.chat["stream"] = True
         out.chat["stream_options"] = {"include_usage": True}  # message_delta carries the final usage
     for name in body:
-        if name not in _KNOWN:
+        if name not in _KNOWN and name not in ADVICE:
             out.cannot(name, "is not part of what the gateway translates for a non-Anthropic backend")
     return out
 
@@ -380,3 +384,19 @@ def _thinking(thinking: Any, out: Translation) -> None:
             raise invalid("thinking.budget_tokens", "expected an integer >= 1024")
     if thinking["type"] != "disabled":
         out.cannot("thinking", "extended thinking needs a backend that reasons and returns signed thinking blocks")
+
+
+def _output_config(config: Any, out: Translation) -> None:
+    """`format` (structured output by JSON schema) is chat's response_format; `effort` has no chat counterpart."""
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise invalid("output_config", "expected an object")
+    fmt = config.get("format")
+    if fmt is not None:
+        if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+            raise invalid("output_config.format", "expected {\"type\": \"json_schema\", \"schema\": {...}}")
+        out.chat["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
+    if config.get("effort") is not None:
+        out.cannot("output_config.effort", "effort needs a backend that reasons")
