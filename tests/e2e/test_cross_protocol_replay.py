@@ -30,10 +30,12 @@ def _chat(url: str, turn: int, stream: bool, tool_id: str = "") -> Seen:
     sdk = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": ASK}]
     if turn == 2:
-        call = {"id": tool_id, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+        function = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+        call = {"id": tool_id, "type": "function", "function": function}
         messages += [{"role": "assistant", "content": None, "tool_calls": [call]},
                      {"role": "tool", "tool_call_id": tool_id, "content": "sunny"}]
-    tools = [{"type": "function", "function": {"name": "get_weather", "description": DESCRIPTION, "parameters": SCHEMA}}]
+    function = {"name": "get_weather", "description": DESCRIPTION, "parameters": SCHEMA}
+    tools = [{"type": "function", "function": function}]
     kwargs: dict[str, Any] = {"model": "tools", "messages": messages, "tools": tools, "max_tokens": 64}
     if not stream:
         answer = sdk.chat.completions.create(**kwargs)
@@ -45,7 +47,8 @@ def _chat(url: str, turn: int, stream: bool, tool_id: str = "") -> Seen:
         answer_id, usage = chunks[0].id, chunks[-1].usage
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) or None
         heads = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or ()]
-        calls = [(heads[0].id, heads[0].function.name, "".join(tc.function.arguments or "" for tc in heads))] if heads else []
+        arguments = "".join(tc.function.arguments or "" for tc in heads)
+        calls = [(heads[0].id, heads[0].function.name, arguments)] if heads else []
     assert usage is not None
     return _seen(answer_id.removeprefix("chatcmpl-"), text, calls, usage.prompt_tokens, usage.completion_tokens)
 

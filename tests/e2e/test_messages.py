@@ -24,7 +24,9 @@ WEATHER = {
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
 HELLO = [{"role": "user", "content": "hello there"}]
-NATIVE_MODELS = ("claude-echo", "claude-tools", "claude-think", "claude-search", "overloaded", "stream-error", "fail-500")
+CACHE = {"type": "ephemeral"}
+NATIVE_MODELS = ("claude-echo", "claude-tools", "claude-think", "claude-search", "overloaded", "stream-error",
+                 "fail-500")
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +135,7 @@ def test_a_translated_request_reaches_the_openai_upstream_as_chat(client: anthro
     message = client.messages.create(
         model="echo", max_tokens=32, system="Be brief.", stop_sequences=["END"], metadata={"user_id": "u-1"},
         extra_body={"temperature": 0.5, "top_k": 5},  # older SDKs' parameters, still the API's
-        messages=[{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}],
+        messages=[{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": CACHE}]}],
     )
     assert message.content[0].text == "echo: hi"  # type: ignore[union-attr]
     assert message.id == "msg_upstream-1" and message.model == "echo"
@@ -271,10 +273,10 @@ def test_a_stream_failing_midway_ends_with_an_error_event_not_a_message_stop(cli
     assert names[0] == "message_start" and "content_block_delta" in names
     assert names[-1] == "error" and "message_stop" not in names and "message_delta" not in names
     assert events[-1][1]["error"]["type"] == "overloaded_error"
-    with pytest.raises(anthropic.APIStatusError, match="overloaded"):  # noqa: PT012 - the failure is mid-iteration
-        with client.messages.stream(model="a-stream-error", max_tokens=16, messages=HELLO) as stream:
-            for _ in stream:
-                pass
+    stream = client.messages.stream(model="a-stream-error", max_tokens=16, messages=HELLO)
+    with pytest.raises(anthropic.APIStatusError, match="overloaded"), stream as events:
+        for _ in events:
+            pass
 
 
 # bad input

@@ -54,7 +54,8 @@ def test_tool_use_and_results_become_tool_calls_and_tool_messages_in_order() -> 
                           {"role": "assistant", "content": [
                               {"type": "thinking", "thinking": "hm", "signature": "s"},
                               {"type": "text", "text": "Checking."},
-                              {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+                              {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                               "input": {"city": "Paris"}}]},
                           {"role": "user", "content": [
                               {"type": "tool_result", "tool_use_id": "toolu_1",
                                "content": [{"type": "text", "text": "sunny"}]},
