@@ -22,7 +22,6 @@ from typing import Any
 
 from bench import nginx
 from bench.load import LoadGenerator
-from bench.payloads import REQUEST_BODY
 from bench.procs import cpu_split
 from bench.run import start_nginx_upstream, start_python_upstream
 from bench.targets import TARGETS, Env, Running, Skipped, post
@@ -63,8 +62,8 @@ def profile(target_key: str, connections: int, seconds: int, rate: int) -> dict[
         running: Running | None = None
         try:
             running = target.start(Env(workdir, upstream, slow, use_nginx, target_cpus))
-            post(running.url, REQUEST_BODY, running.headers)
-            loadgen.run(running.url, REQUEST_BODY, connections, 2, running.headers)  # warm-up, not measured
+            post(running.url, running.body, running.headers)
+            loadgen.run(running.url, running.body, connections, 2, running.headers)  # warm-up, not measured
             return _measure(running, loadgen, workdir, target.label, connections, seconds, rate)
         except Skipped as exc:
             raise SystemExit(f"{target.label}: skipped: {exc}") from None
@@ -96,7 +95,7 @@ def _measure(running: Running, loadgen: LoadGenerator, workdir: Path, label: str
              "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     else:
         notes.append("py-spy not installed (pip install -e '.[bench]'): no stack samples")
-    load = loadgen.run(running.url, REQUEST_BODY, connections, seconds, running.headers)
+    load = loadgen.run(running.url, running.body, connections, seconds, running.headers)
     for watcher in watchers:
         watcher.wait(timeout=seconds + 60)
     requests = load.rps * seconds  # requests within the counters' window

@@ -16,7 +16,6 @@ from typing import Any
 
 from bench import nginx
 from bench.load import LoadGenerator
-from bench.payloads import REQUEST_BODY
 from bench.procs import PeakRss, Service, cpu_split, free_port
 from bench.streams import open_streams, stream_figures
 from bench.targets import TARGETS, Env, Running, Skipped, Target, post
@@ -136,8 +135,8 @@ def _start(target: Target, env: Env, loadgen: LoadGenerator, options: Options) -
         log(f"   {entry['skipped']}")
         return entry, None
     try:
-        post(running.url, REQUEST_BODY, running.headers)  # answers 200 with a body, or the target is not measured
-        loadgen.run(running.url, REQUEST_BODY, 8, options.warmup_seconds, running.headers)
+        post(running.url, running.body, running.headers)  # answers 200 with a body, or the target is not measured
+        loadgen.run(running.url, running.body, 8, options.warmup_seconds, running.headers)
         entry["idle_rss_mb"] = running.service.rss_bytes() / MB
         entry["native"] = running.service.native_modules()
     except Exception as exc:  # noqa: BLE001 - one broken target must not lose the others' figures
@@ -159,10 +158,10 @@ def _load_round(
     log(f"== {target.label}, round {round_number + 1}/{options.rounds}")
     try:
         if options.warmup_seconds:  # back from a pause: caches and pools warm again before anything is counted
-            loadgen.run(running.url, REQUEST_BODY, 8, options.warmup_seconds, running.headers)
+            loadgen.run(running.url, running.body, 8, options.warmup_seconds, running.headers)
         for connections in options.connections:
             with PeakRss(running.service) as peak:
-                result = loadgen.run(running.url, REQUEST_BODY, connections, options.seconds, running.headers)
+                result = loadgen.run(running.url, running.body, connections, options.seconds, running.headers)
             entry["rounds"].setdefault(str(connections), []).append({**asdict(result), "peak_rss_mb": peak.bytes / MB})
             log(
                 f"   c={connections:<3} {result.rps:9.0f} req/s"
@@ -227,7 +226,7 @@ def _leak_check(target: Target, running: Running, loadgen: LoadGenerator, total:
     samples = [(0, running.service.rss_bytes() / MB)]
     served = errors = 0
     while served < total:
-        result = loadgen.run(running.url, REQUEST_BODY, 8, 2, running.headers)
+        result = loadgen.run(running.url, running.body, 8, 2, running.headers)
         served += result.requests
         errors += result.errors
         samples.append((served, running.service.rss_bytes() / MB))
