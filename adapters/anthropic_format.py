@@ -457,5 +457,12 @@ class NativeStreamTranslator(StreamTranslator):
             chunks[0]["anthropic"] = self.stop
         return chunks
 
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        first = not self.role_sent
+        chunks = super().feed(event)
+        if first and chunks:  # message_start's usage (the input tokens), for the client's own message_start
+            chunks[0]["anthropic"] = {"usage": dict(self.usage)}
+        return chunks
+
     def _usage(self) -> dict[str, Any]:
         return native_usage(self.usage)

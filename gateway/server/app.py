@@ -327,7 +327,7 @@ class TokenCountWire(ErrorFormat, Protocol):
         ...
 
 
-TOKEN_COUNT_ENDPOINTS: dict[str, TokenCountWire] = {COUNT_TOKENS_PATH: MessagesWire()}
+TOKEN_COUNT_ENDPOINTS: dict[str, TokenCountWire] = {COUNT_TOKENS_PATH: MessagesWire("count_tokens")}
 
 
 class ModelEndpoint:

@@ -223,6 +223,12 @@ def test_a_native_stream_keeps_thinking_deltas_and_signatures(client: anthropic.
     assert final.content[0].signature == "sig-abc123"  # type: ignore[union-attr]
     assert final.content[1].text == "echo: hello there"  # type: ignore[union-attr]
     assert final.usage.cache_read_input_tokens == 2000 and final.usage.input_tokens == 21
+    assert stream.current_message_snapshot.usage.input_tokens == 21
+
+
+def test_a_native_stream_starts_with_anthropics_own_input_usage(gateway: str) -> None:
+    events = sse_events(gateway, {"model": "a-claude-echo", "max_tokens": 16, "messages": HELLO})
+    assert events[0][1]["message"]["usage"]["input_tokens"] == 21  # message_start, before any content
 
 
 def test_native_citations_and_server_tool_blocks_come_back_whole_and_streamed(client: anthropic.Anthropic) -> None:

@@ -37,7 +37,9 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: 
 
 class MessagesWire:
     kind: Kind = "chat"
-    label = "messages"  # the `endpoint` label of this path's metrics and request log lines
+
+    def __init__(self, label: str = "messages") -> None:
+        self.label = label  # the `endpoint` label of this path's metrics and request log lines
 
     def request(self, body: Any) -> tuple[dict[str, Any], tuple[Any, Translation]]:
         translation = to_chat_body(body)

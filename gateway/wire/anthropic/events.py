@@ -33,7 +33,7 @@ class MessageEvents:
         if chunk.get("usage"):
             self.usage = chunk["usage"]
         if isinstance(chunk.get("anthropic"), dict):
-            self.native_stop = chunk["anthropic"]
+            self.native_stop.update(chunk["anthropic"])
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue  # Messages answers have one choice
@@ -71,7 +71,8 @@ class MessageEvents:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},  # the real counts come with message_delta
+            # an Anthropic backend's own start usage; else zeros, and the real counts come with message_delta
+            "usage": _start_usage(chunk.get("anthropic")),
         }
         return [{"type": "message_start", "message": message}, {"type": "ping"}]
 
@@ -133,3 +134,8 @@ class MessageEvents:
         if kind == "content_block_stop" and index is not None and index == self.open:
             return self._close()
         return []
+
+
+def _start_usage(native: Any) -> dict[str, Any]:
+    usage = native.get("usage") if isinstance(native, dict) else None
+    return dict(usage) if isinstance(usage, dict) else {"input_tokens": 0, "output_tokens": 0}
