@@ -6,6 +6,7 @@ Pure functions and one small stateful stream translator; the HTTP side lives in 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -201,8 +202,10 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 # answers
 
 
-def to_chat_completion(message: dict[str, Any], model: str) -> dict[str, Any]:
-    """An OpenAI chat.completion for a whole Messages API answer."""
+def to_chat_completion(
+    message: dict[str, Any], model: str, usage: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """An OpenAI chat.completion for a whole Messages API answer (`usage` translates its usage; to_usage if None)."""
     text: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for block in message.get("content") or []:
@@ -240,7 +243,7 @@ def to_chat_completion(message: dict[str, Any], model: str) -> dict[str, Any]:
                 "finish_reason": FINISH_REASONS.get(message.get("stop_reason") or "", "stop"),
             }
         ],
-        "usage": to_usage(message.get("usage") or {}),
+        "usage": (usage or to_usage)(message.get("usage") or {}),
     }
 
 
@@ -267,19 +270,25 @@ def native_chat_completion(message: dict[str, Any], model: str) -> dict[str, Any
     The upstream's message rides along as `anthropic` (thinking and signatures, citations, server-tool blocks,
     stop_sequence), and the usage keeps Anthropic's cache fields, so /v1/messages answers with all of it.
     """
-    completion = to_chat_completion(message, model)
+    completion = to_chat_completion(message, model, native_usage)
     completion["anthropic"] = message
-    completion["usage"] = native_usage(message.get("usage") or {})
     return completion
 
 
+_NATIVE_USAGE = frozenset({"server_tool_use", "service_tier", "cache_creation"})
+
+
 def native_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    out = to_usage(usage)
-    out["cache_creation_input_tokens"] = usage.get("cache_creation_input_tokens") or 0
-    out["cache_read_input_tokens"] = usage.get("cache_read_input_tokens") or 0
-    for name in ("server_tool_use", "service_tier", "cache_creation"):
-        if usage.get(name) is not None:
-            out[name] = usage[name]
+    """to_usage, plus Anthropic's cache fields and what else its usage says (server tools, service tier)."""
+    read = usage.get("cache_read_input_tokens") or 0
+    written = usage.get("cache_creation_input_tokens") or 0
+    prompt = (usage.get("input_tokens") or 0) + written + read
+    completion = usage.get("output_tokens") or 0
+    out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+           "prompt_tokens_details": {"cached_tokens": read}, "cache_creation_input_tokens": written,
+           "cache_read_input_tokens": read}
+    if usage.keys() & _NATIVE_USAGE:
+        out.update({name: usage[name] for name in _NATIVE_USAGE if usage.get(name) is not None})
     return out
 
 

@@ -47,7 +47,6 @@ from llm_gateway.vocab.types import Adapter, Call, RequestContext
 from llm_gateway.wire.anthropic.api import COUNT_TOKENS_PATH, MESSAGES_PATH, MessagesWire
 from llm_gateway.wire.openai_wire import Framer, OpenAIWire, Wire
 from llm_gateway.wire.responses.api import RESPONSES_PATH, ResponsesWire
-from llm_gateway.wire.schema import parse_call
 
 log = logging.getLogger("gateway")
 
@@ -99,7 +98,7 @@ class Gateway:
         self.observer.start(ctx, wire.label)
         try:
             body, state = wire.request(await self._read_json(ctx, receive))
-            call = parse_call(wire.kind, body, self.settings.models)
+            call = wire.parse(body, self.settings.models)
             call.request_id = ctx.request_id
             ctx.alias = call.alias
             wire.bind(call, state, ctx)

@@ -21,7 +21,7 @@ ENDPOINTS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NativeRequest:
     """The client's own body, for an adapter that speaks the client's protocol (`protocol`, e.g. "anthropic.messages").
 

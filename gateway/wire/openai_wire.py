@@ -8,12 +8,14 @@ translating ones.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any, Protocol
 
 import orjson
 
 from llm_gateway.vocab.errors import GatewayError
 from llm_gateway.vocab.types import Call, Kind, RequestContext
+from llm_gateway.wire.schema import parse_call
 
 
 class Framer(Protocol):
@@ -32,6 +34,10 @@ class Wire(Protocol):
 
     def request(self, body: Any) -> tuple[Any, Any]:
         """(the body to validate as `kind`, what answer() and framer() need to know of the request)."""
+        ...
+
+    def parse(self, body: Any, aliases: Container[str]) -> Call:
+        """The Call for the body request() gave (validated as `kind` by wire/schema.py, or by the wire itself)."""
         ...
 
     def bind(self, call: Call, state: Any, ctx: RequestContext) -> None:
@@ -56,7 +62,12 @@ class Wire(Protocol):
 
 
 class OpenAIShapes:
-    """What OpenAI's own wires and the Responses translation share: OpenAI's errors, statuses and headers."""
+    """What OpenAI's own wires and the Responses translation share: OpenAI's schema, errors, statuses and headers."""
+
+    kind: Kind
+
+    def parse(self, body: Any, aliases: Container[str]) -> Call:
+        return parse_call(self.kind, body, aliases)
 
     def bind(self, call: Call, state: Any, ctx: RequestContext) -> None:
         return None

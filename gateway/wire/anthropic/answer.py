@@ -64,14 +64,14 @@ def to_message(completion: dict[str, Any]) -> dict[str, Any]:
     choices = completion.get("choices") or [{}]
     choice = choices[0]
     chat = choice.get("message") or {}
-    native = completion.get("anthropic") if isinstance(completion.get("anthropic"), dict) else None
+    native = completion.get("anthropic")
+    if type(native) is not dict:
+        native = None
     finish = choice.get("finish_reason")
     if native is not None and _agrees(native, chat, finish):
-        content = native.get("content") or []
-        stop_sequence = native.get("stop_sequence")
-    else:
-        content = _thinking(native) + blocks_of(chat)
-        stop_sequence = None
+        return native  # the upstream's own message, every field kept, as the policies let it through
+    content = _thinking(native) + blocks_of(chat)
+    stop_sequence = None
     reason = stop_reason(finish, native.get("stop_reason") if native else None)
     return {
         "id": message_id(completion.get("id")),
@@ -113,13 +113,26 @@ def tool_input(arguments: Any) -> Any:
 
 
 def _agrees(native: dict[str, Any], chat: dict[str, Any], finish: Any) -> bool:
+    """Whether the chat choice still says what the upstream's message says: same text, same tool calls, same end."""
     blocks = native.get("content")
-    if not isinstance(blocks, list):
+    if type(blocks) is not list or _FINISH.get(native.get("stop_reason") or "", "stop") != finish:
         return False
-    text = "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
-    tools = [b.get("id") for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"]
-    return (text == (chat.get("content") or "") and tools == [c.get("id") for c in chat.get("tool_calls") or ()]
-            and _FINISH.get(native.get("stop_reason") or "", "stop") == finish)
+    calls = chat.get("tool_calls")
+    if not calls and len(blocks) == 1:  # the common answer: one text block
+        block = blocks[0]
+        return type(block) is dict and block.get("type") == "text" and block.get("text") == (chat.get("content") or "")
+    texts: list[str] = []
+    tools: list[Any] = []
+    for block in blocks:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(block.get("text", ""))
+        elif kind == "tool_use":
+            tools.append(block.get("id"))
+    if (tools or calls) and tools != [c.get("id") for c in calls or ()]:
+        return False
+    text = texts[0] if len(texts) == 1 else "".join(texts)
+    return text == (chat.get("content") or "")
 
 
 def _thinking(native: dict[str, Any] | None) -> list[dict[str, Any]]:

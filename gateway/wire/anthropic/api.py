@@ -17,18 +17,17 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.vocab.errors import GatewayError
+from llm_gateway.vocab.errors import GatewayError, ModelNotFound
 from llm_gateway.vocab.tokens import count_call_prompt, count_text
 from llm_gateway.vocab.types import Call, Kind, NativeRequest, RequestContext
 from llm_gateway.wire.anthropic.answer import to_message
 from llm_gateway.wire.anthropic.events import MessageEvents
 from llm_gateway.wire.anthropic.request import Translation, check_version, to_chat_body
-from llm_gateway.wire.schema import parse_call
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 PROTOCOL = "anthropic.messages"  # what an adapter that speaks Messages lists in its native_protocols
-PASSED_HEADERS = ("anthropic-beta",)
+PASSED_HEADER = "anthropic-beta"  # passed on to an Anthropic backend: the beta features the client asked for
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
                 403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
@@ -44,6 +43,15 @@ class MessagesWire:
     def request(self, body: Any) -> tuple[dict[str, Any], tuple[Any, Translation]]:
         translation = to_chat_body(body)
         return translation.chat, (body, translation)
+
+    def parse(self, body: dict[str, Any], aliases: Container[str]) -> Call:
+        """The chat body request() built is valid by construction (it checked the client's own fields, naming them
+        as the client wrote them): only the alias is left to check."""
+        alias = body["model"]
+        if alias not in aliases:
+            raise ModelNotFound(f"model: the model {alias!r} does not exist or you do not have access to it",
+                                param="model")
+        return Call(kind="chat", alias=alias, body=body, stream=body.get("stream") is True)
 
     def bind(self, call: Call, state: tuple[Any, Translation], ctx: RequestContext) -> None:
         """The client's own body beside the chat one, for a backend that speaks Messages."""
@@ -70,7 +78,7 @@ class MessagesWire:
         """count_tokens: the same checks as a message request, without max_tokens."""
         check_version(ctx.headers.get("anthropic-version"))
         translation = to_chat_body(body, count_only=True)
-        call = parse_call("chat", translation.chat, aliases)
+        call = self.parse(translation.chat, aliases)
         call.request_id = ctx.request_id
         call.native = native_request(body, translation, call, ctx)
         return call
@@ -81,7 +89,8 @@ class MessagesWire:
 
 
 def native_request(body: dict[str, Any], translation: Translation, call: Call, ctx: RequestContext) -> NativeRequest:
-    headers = {name: ctx.headers[name] for name in PASSED_HEADERS if name in ctx.headers}
+    beta = ctx.headers.get(PASSED_HEADER)
+    headers = {PASSED_HEADER: beta} if beta else {}
     return NativeRequest(PROTOCOL, body, headers, call.body.get("messages"), tuple(translation.untranslatable))
 
 
@@ -123,8 +132,8 @@ _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+
 def ratelimit_headers(headers: dict[str, str], now: float | None = None) -> dict[str, str]:
     """OpenAI's x-ratelimit-{limit,remaining,reset}-{requests,tokens} as anthropic-ratelimit-{unit}-{…}; a reset is
     an RFC 3339 instant, as Anthropic sends it. Other headers (retry-after, x-request-id) are kept."""
-    if not any(name.startswith("x-ratelimit-") for name in headers):
-        return headers
+    if "x-ratelimit-limit-requests" not in headers and "x-ratelimit-limit-tokens" not in headers:
+        return headers  # the rate-limit policy always sets both limits, or neither
     out: dict[str, str] = {}
     for name, value in headers.items():
         if not name.startswith("x-ratelimit-"):

@@ -10,7 +10,6 @@ is what policies, recording keys and every non-Anthropic backend see; the client
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -23,6 +22,7 @@ _KNOWN = frozenset({
     "model", "max_tokens", "messages", "system", "tools", "tool_choice", "stop_sequences", "temperature", "top_p",
     "top_k", "metadata", "thinking", "service_tier", "stream", "output_config",
 })
+_PLAIN = frozenset({"model", "max_tokens", "messages", "system"})
 # documented as hints about caching, scheduling and diagnostics, never about the answer: dropped in translation
 ADVICE = frozenset({"cache_control", "service_tier", "speed", "diagnostics"})
 _USER_BLOCKS = frozenset({"text", "image", "document", "tool_result", "search_result"})
@@ -34,14 +34,17 @@ _ASSISTANT_BLOCKS = frozenset({
 _SERVER_RESULT = "is a server-tool block: only an Anthropic backend runs server tools"
 _VERSION = re.compile(r"20\d\d-[01]\d-[0-3]\d")
 FIRST_VERSION = "2023-01-01"  # Anthropic's versions are dates: 2023-01-01, 2023-06-01, and later ones SDKs send
+_SEEN_VERSIONS = {"2023-06-01", "2023-01-01"}  # checked once each: the header repeats on every request
 
 
-@dataclass(slots=True)
 class Translation:
     """The chat body for the pipeline, and what the chat shape could not carry: (param, reason)."""
 
-    chat: dict[str, Any]
-    untranslatable: list[tuple[str, str]] = field(default_factory=list)
+    __slots__ = ("chat", "untranslatable")
+
+    def __init__(self, chat: dict[str, Any]) -> None:  # by hand: a dataclass's default_factory costs, per request
+        self.chat = chat
+        self.untranslatable: list[tuple[str, str]] = []
 
     def cannot(self, param: str, reason: str) -> None:
         self.untranslatable.append((param, reason))
@@ -53,9 +56,13 @@ def invalid(param: str, problem: str) -> InvalidRequest:
 
 def check_version(version: str | None) -> None:
     """`anthropic-version`, when sent, must be a version date (YYYY-MM-DD, from 2023-01-01 on) as the SDKs send."""
-    if version is not None and not (_VERSION.fullmatch(version) and version >= FIRST_VERSION):
+    if version is None or version in _SEEN_VERSIONS:
+        return
+    if not (_VERSION.fullmatch(version) and version >= FIRST_VERSION):
         raise invalid("anthropic-version", f"unknown version {version!r}; expected a version date such as "
                       "2023-06-01")
+    if len(_SEEN_VERSIONS) < 64:
+        _SEEN_VERSIONS.add(version)
 
 
 def to_chat_body(body: Any, *, count_only: bool = False) -> Translation:
@@ -73,10 +80,17 @@ def to_chat_body(body: Any, *, count_only: bool = False) -> Translation:
         limit = body.get("max_tokens")
         if limit is None:
             raise invalid("max_tokens", "Field required")
-        if not _is_int(limit) or limit < 1:
+        if type(limit) is not int or limit < 1:  # exactly int: a bool is not a token count
             raise invalid("max_tokens", "expected an integer >= 1")
         out.chat["max_tokens"] = limit
-    _tools(body, out)
+    if not body.keys() <= _PLAIN:  # the options, checked only when there are any
+        _options(body, out, count_only)
+    return out
+
+
+def _options(body: dict[str, Any], out: Translation, count_only: bool) -> None:
+    if "tools" in body or "tool_choice" in body:
+        _tools(body, out)
     _sampling(body, out)
     _thinking(body.get("thinking"), out)
     _output_config(body.get("output_config"), out)
@@ -88,7 +102,6 @@ def to_chat_body(body: Any, *, count_only: bool = False) -> Translation:
     for name in body:
         if name not in _KNOWN and name not in ADVICE:
             out.cannot(name, "is not part of what the gateway translates for a non-Anthropic backend")
-    return out
 
 
 def _is_int(value: Any) -> bool:
@@ -102,7 +115,7 @@ def _number(value: Any) -> bool:
 def _system(system: Any) -> list[dict[str, Any]]:
     if system is None:
         return []
-    if isinstance(system, str):
+    if type(system) is str:
         return [{"role": "system", "content": system}] if system else []
     if not isinstance(system, list):
         raise invalid("system", "expected a string or an array of text blocks")
@@ -123,17 +136,21 @@ def _messages(messages: Any, out: Translation) -> list[dict[str, Any]]:
     tool_uses: set[str] = set()
     previous = None
     for i, message in enumerate(messages):
-        where = f"messages.{i}"
         if not isinstance(message, dict):
-            raise invalid(where, "expected an object")
+            raise invalid(f"messages.{i}", "expected an object")
         role = message.get("role")
-        if role not in ("user", "assistant"):
-            raise invalid(f"{where}.role", f"expected 'user' or 'assistant', got {role!r}")
+        if role != "user" and role != "assistant":
+            raise invalid(f"messages.{i}.role", f"expected 'user' or 'assistant', got {role!r}")
         if role == previous:
-            raise invalid(f"{where}.role", f"roles must alternate between 'user' and 'assistant' ({where} repeats "
-                          f"{role!r})")
+            raise invalid(f"messages.{i}.role", f"roles must alternate between 'user' and 'assistant' (messages.{i} "
+                          f"repeats {role!r})")
         previous = role
-        blocks = _blocks(message.get("content"), f"{where}.content", role)
+        content = message.get("content")
+        if type(content) is str:  # the common case, as chat clients write it too
+            chat.append({"role": role, "content": content})
+            continue
+        where = f"messages.{i}"
+        blocks = _blocks(content, f"{where}.content", role)
         if role == "user":
             chat += _user(blocks, f"{where}.content", tool_uses, out)
         else:
@@ -142,8 +159,6 @@ def _messages(messages: Any, out: Translation) -> list[dict[str, Any]]:
 
 
 def _blocks(content: Any, where: str, role: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
     if not isinstance(content, list):
         raise invalid(where, "expected a string or an array of content blocks")
     allowed = _USER_BLOCKS if role == "user" else _ASSISTANT_BLOCKS
