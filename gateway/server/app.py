@@ -147,6 +147,11 @@ class Gateway:
         except ClientGone:
             self.observer.finish(ctx, 499)
             return
+        except Exception:  # the client gets a 500 in its protocol's shape; the traceback goes to the log
+            log.exception("unhandled error on POST %s", scope["path"], extra={"request_id": ctx.request_id})
+            await self._send_error(send, ctx, GatewayError("The gateway hit an internal error; it has been logged."),
+                                   wire)
+            return
         self.observer.finish(ctx, 200)
         headers = wire.response_headers({**_headers(ctx), "x-gateway-token-count": source})
         await send_json(send, 200, orjson.dumps({"input_tokens": count}), headers)
