@@ -3,7 +3,7 @@
 On a shared VM req/s moves with the neighbours' load and `perf stat` may have no hardware counters; the CPU seconds
 the target's processes spent (utime + stime from /proc, the whole process tree) divided by the requests they served
 move much less. Targets start as `python -m bench` starts them; rounds interleave the targets (the others paused)
-and the medians are reported, with the ratio to the first target.
+and the medians are reported, with the ratio to the first target (`bench.profile` gives one target's figure).
 
     python -m bench.cpu_cost --targets gateway-off,gateway-messages --seconds 5 --rounds 5
 """
@@ -11,7 +11,6 @@ and the medians are reported, with the ratio to the first target.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -19,30 +18,16 @@ from pathlib import Path
 
 from bench import nginx
 from bench.load import LoadGenerator
-from bench.procs import cpu_split, tree_pids
+from bench.procs import cpu_split, tree_cpu_seconds
 from bench.run import start_nginx_upstream, start_python_upstream
 from bench.targets import TARGETS, Env, Running, post
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` and its children still running, in seconds."""
-    total = 0
-    for child in tree_pids(pid):
-        try:
-            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / _TICKS
 
 
 def measure(running: Running, loadgen: LoadGenerator, connections: int, seconds: float) -> tuple[float, float]:
     """(CPU microseconds per request, req/s) over one load run."""
-    before = cpu_seconds(running.service.proc.pid)
+    before = sum(tree_cpu_seconds(running.service.proc.pid))
     result = loadgen.run(running.url, running.body, connections, seconds, running.headers)
-    spent = cpu_seconds(running.service.proc.pid) - before
+    spent = sum(tree_cpu_seconds(running.service.proc.pid)) - before
     return spent / max(1, result.requests) * 1e6, result.rps
 
 
