@@ -229,13 +229,26 @@ async def _export(args: argparse.Namespace, store: Store) -> int:
 
 
 async def _import(args: argparse.Namespace, store: Store) -> int:
+    settings = _settings(args)
+    assert settings is not None  # _run read them already
+    keys = key_maker(settings)
     source = open_store(args.from_store, args.source)
     try:
-        count = await _copy(await _matching(args, source), store)
+        matching = await _matching(args, source)
+        sound = []
+        for r in matching:
+            reason = keys.mismatch(r.key, r.request)
+            if reason is None:
+                sound.append(r)
+                continue
+            file_for = getattr(source, "file_for", None)
+            where = str(file_for(r.key)) if file_for else f"{source.location} (key {r.key})"
+            print(f"refused {where}: corrupt recording: {reason}", file=sys.stderr)
+        count = await _copy(sound, store)
     finally:
         await source.aclose()
     print(f"imported {count} recording(s) into {store.location}", file=sys.stderr)
-    return 1 if source.corrupt else 0
+    return 1 if source.corrupt or len(sound) < len(matching) else 0
 
 
 async def _stats(args: argparse.Namespace, store: Store) -> int:

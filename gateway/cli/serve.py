@@ -100,4 +100,16 @@ def _run_uvicorn(uvicorn: Any, args: argparse.Namespace, settings: Any, workers:
         # open streams end themselves at the grace deadline (app.py); uvicorn's own cut comes only after that
         timeout_graceful_shutdown=math.ceil(server.shutdown_grace_seconds) + 2,
         server_header=False,
+        timeout_keep_alive=max(1, math.ceil(server.keep_alive_seconds)),
+        h11_max_incomplete_event_size=server.max_header_bytes,  # when httptools is missing (h11 parses)
+        **_http_protocol(),
     )
+
+
+def _http_protocol() -> dict[str, Any]:
+    """httptools with the gateway's HTTP limits (server/http_limits.py), when httptools is installed."""
+    try:
+        from llm_gateway.server.http_limits import LimitedHttpToolsProtocol
+    except ImportError:
+        return {}
+    return {"http": LimitedHttpToolsProtocol}

@@ -31,7 +31,8 @@ Send = Callable[[Call, RequestContext], Awaitable[dict[str, Any]]]
 
 
 def build_policies(settings: Settings, send: Send | None = None) -> list[Policy]:
-    """`send` serves a call through the router; the moderation guard asks its alias with it."""
+    """`send` serves a call the gateway makes on its own behalf (through the recorder, then the router); the
+    moderation guard asks its alias with it."""
     policies: list[Policy] = []
     policies += access_policies(settings)
     policies += guard_policies(settings, send)
@@ -98,7 +99,8 @@ def _guard(name: str, settings: Settings, guards: GuardSettings, send: Send | No
 
 
 def moderation_ask(send: Send, alias: str) -> Ask:
-    """Ask `alias` (through the router: retries, fallbacks, any backend) whether a text should be flagged."""
+    """Ask `alias` (through the recorder and the router: replayable, retries, fallbacks, any backend) whether a text
+    should be flagged."""
 
     async def ask(text: str) -> bool:
         body = {"model": alias, "temperature": 0, "max_tokens": 5,

@@ -20,6 +20,7 @@ from llm_gateway.observability.observer import Observer
 from llm_gateway.observability.request_log import configure_process_logging
 from llm_gateway.server.app import Gateway, GatewayApp, asgi_app
 from llm_gateway.server.shutdown import Drain
+from llm_gateway.vocab.types import Call, RequestContext
 
 
 def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> Gateway:
@@ -33,8 +34,14 @@ def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = 
     first_token = {name: p.timeouts.first_token for name, p in settings.providers.items()}
     router = Router(settings.models, adapters, settings.router, missing_keys=missing, first_token_timeouts=first_token)
     prices = {alias: m.price for alias, m in settings.models.items()}
-    policies = build_policies(settings, router.send)
     recorder = build_recorder(settings)
+
+    async def send_on_own_behalf(call: Call, ctx: RequestContext) -> dict[str, Any]:
+        # the gateway's own calls (the moderation guard's) go through the recorder like a client's: replay mode
+        # answers them from recordings and never reaches an upstream
+        return await recorder.send(call, ctx, router.send)
+
+    policies = build_policies(settings, send_on_own_behalf)
     pipeline = Pipeline(router, policies, recorder, prices)
     observer = Observer(
         settings,
@@ -43,7 +50,7 @@ def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = 
         policies=pipeline.policies,
     )
     router.on_upstream_error = observer.upstream_error
-    drain = Drain(settings.server.shutdown_grace_seconds)
+    drain = Drain(settings.server.shutdown_grace_seconds, in_flight=lambda: observer.in_flight)
     return Gateway(settings, adapters=adapters, router=router, pipeline=pipeline, observer=observer, drain=drain)
 
 
@@ -51,8 +58,22 @@ def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = Non
     return asgi_app(build_gateway(settings, transports=transports))
 
 
+def configure_http_limits(settings: Settings) -> None:
+    """This process's HTTP limits ([server]), for the protocol `gateway serve` runs uvicorn with."""
+    try:
+        from llm_gateway.server.http_limits import HttpLimits, LimitedHttpToolsProtocol
+    except ImportError:  # no httptools: uvicorn parses with h11 and its own header limit
+        return
+    s = settings.server
+    LimitedHttpToolsProtocol.configure(HttpLimits(
+        max_header_bytes=s.max_header_bytes, max_headers=s.max_headers, header_timeout=s.header_timeout_seconds,
+        body_timeout=s.body_timeout_seconds, max_connections=s.max_connections,
+    ))
+
+
 def app_from_env() -> GatewayApp:
     """uvicorn factory: `gateway serve` passes the config path (and overrides) through the environment."""
     settings = load_settings()
     configure_process_logging(settings.logging)  # the server's own log lines in the configured level and format
+    configure_http_limits(settings)
     return create_app(settings)

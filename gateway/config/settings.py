@@ -34,6 +34,13 @@ class ServerSettings:
     max_body_bytes: int = 8 * 1024 * 1024
     shutdown_grace_seconds: float = 10.0
     state_path: str = ".gateway/state.db"  # SQLite file for keys, spend and (by default) recordings
+    # the HTTP layer's limits (server/http_limits.py)
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    keep_alive_seconds: float = 5.0
+    max_connections: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,8 @@ class ProviderSettings:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     max_connections: int = 1000
+    max_answer_bytes: int = 64 * 1024 * 1024  # a whole answer, inflated; larger ones are a 502
+    max_event_bytes: int = 1024 * 1024  # one event (line) of a stream
     # anthropic
     anthropic_version: str = "2023-06-01"
     default_max_tokens: int = 4096
@@ -244,6 +253,12 @@ def _parse_server(t: Table) -> ServerSettings:
         max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, minimum=1024),
         shutdown_grace_seconds=t.number("shutdown_grace_seconds", d.shutdown_grace_seconds, minimum=0),
         state_path=t.string("state_path", d.state_path),
+        max_header_bytes=t.integer("max_header_bytes", d.max_header_bytes, minimum=1024),
+        max_headers=t.integer("max_headers", d.max_headers, minimum=8),
+        header_timeout_seconds=t.number("header_timeout_seconds", d.header_timeout_seconds, minimum=0.1),
+        body_timeout_seconds=t.number("body_timeout_seconds", d.body_timeout_seconds, minimum=0.1),
+        keep_alive_seconds=t.number("keep_alive_seconds", d.keep_alive_seconds, minimum=0.1),
+        max_connections=t.integer("max_connections", d.max_connections, minimum=1),
     )
     t.finish()
     return s
@@ -276,6 +291,8 @@ def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSetting
         headers=t.string_map("headers"),
         timeouts=_parse_timeouts(t.table("timeout")),
         max_connections=t.integer("max_connections", d.max_connections, minimum=1),
+        max_answer_bytes=t.integer("max_answer_bytes", d.max_answer_bytes, minimum=1024),
+        max_event_bytes=t.integer("max_event_bytes", d.max_event_bytes, minimum=1024),
         anthropic_version=t.string("anthropic_version", d.anthropic_version),
         default_max_tokens=t.integer("default_max_tokens", d.default_max_tokens, minimum=1),
         model_path=t.string("model_path", d.model_path),
@@ -287,7 +304,10 @@ def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSetting
     )
     t.finish()
     if default_url and not p.base_url.startswith(("http://", "https://")):  # a remote backend
-        t.error("base_url", f"expected an http:// or https:// URL, got {p.base_url!r}")
+        t.error("base_url", f"expected an http:// or https:// URL, got {_without_userinfo(p.base_url)!r}")
+    elif default_url and _URL_USERINFO.match(p.base_url) and p.api_key:
+        t.error("base_url", "credentials in the URL and an api_key both authenticate every request: keep one "
+                "(the api_key, with the URL's user:password@ removed)")
     if p.missing_key:
         names = ", ".join(p.api_key_env) or "api_key"
         warnings.append(f"providers.{name}.api_key: empty (set {names}); its aliases answer 503 until it is set")
@@ -450,22 +470,32 @@ def _check_references(
 
 
 def masked(settings: Settings) -> dict[str, Any]:
-    """The resolved settings as plain data with every secret masked, for `gateway check`."""
+    """The resolved settings as plain data with every secret masked, for `gateway check`: keys, every header value
+    (a cookie or a tenant id is as private as a key) and the credentials inside any URL."""
     from dataclasses import asdict
 
-    data = asdict(settings)
+    data = _without_userinfo(asdict(settings))
     for p in data["providers"].values():
         if p["api_key"]:
             p["api_key"] = _mask(p["api_key"])
-        p["headers"] = {k: (_mask(v) if _secret_header(k) else v) for k, v in p["headers"].items()}
+        p["headers"] = {k: "****" for k in p["headers"]}
     if data["auth"]["master_key"]:
         data["auth"]["master_key"] = _mask(data["auth"]["master_key"])
     return data
 
 
-def _secret_header(name: str) -> bool:
-    name = name.lower()
-    return name in ("authorization", "x-api-key", "api-key", "proxy-authorization") or "key" in name or "token" in name
+def _without_userinfo(value: Any) -> Any:
+    """`scheme://user:secret@host` as `scheme://****@host`, wherever a URL sits in the settings."""
+    if isinstance(value, dict):
+        return {k: _without_userinfo(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_userinfo(v) for v in value]
+    if isinstance(value, str) and "@" in value and "://" in value:
+        return _URL_USERINFO.sub(r"\1****@", value)
+    return value
+
+
+_URL_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
 
 
 def _mask(value: str) -> str:

@@ -159,6 +159,20 @@ class Observer:
                 self._log_entry(ctx, endpoint, alias, status, outcome, key_name, total, started, opened, error)
             )
 
+    def route_error(self, ctx: RequestContext, endpoint: str, status: int, error: BaseException) -> None:
+        """An error answered on a Starlette route (/v1/models, the operator routes, an unknown URL): its request log
+        line, with the one id the answer carries."""
+        ctx.error = error
+        if not self.request_log.enabled:
+            return
+        now = time.perf_counter()
+        started = ctx.started or now
+        outcome = "denied" if ctx.denied_by else "error"
+        key_name = ctx.key.name if ctx.key is not None else ""
+        self.request_log.write(
+            self._log_entry(ctx, endpoint, ctx.alias, status, outcome, key_name, now - started, started, None, error)
+        )
+
     def _count(
         self,
         ctx: RequestContext,

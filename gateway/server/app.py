@@ -97,6 +97,9 @@ class Gateway:
         ctx = request_context(scope)
         self.observer.start(ctx, wire.label)
         try:
+            # authenticate first: without a valid key the answer is 401, before the body is read, validated or its
+            # model looked up (so neither the aliases nor the schema can be probed without a key)
+            await self.pipeline.admit(ctx)
             body, state = wire.request(await self._read_json(ctx, receive))
             call = wire.parse(body, self.settings.models)
             call.request_id = ctx.request_id
@@ -132,9 +135,9 @@ class Gateway:
         ctx = request_context(scope)
         self.observer.start(ctx, wire.label)
         try:
+            await self.pipeline.admit(ctx)  # authenticate first, as serve() does
             call = wire.count_call(await self._read_json(ctx, receive), ctx, self.settings.models)
             ctx.alias = call.alias
-            await self.pipeline.admit(ctx)
             if not self.pipeline.visible([call.alias], ctx):
                 raise PermissionDenied(f"This key may not use the model {call.alias!r}.", param="model")
             count = await self.router.count_tokens(call)
@@ -295,18 +298,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         err = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}.")
     else:
         err = GatewayError(str(exc.detail), status=exc.status_code)
-    return error_response(err, request_context(request.scope))
+    return _route_error(request, err)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc, request_context(request.scope))
+    return _route_error(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    err = GatewayError("The gateway hit an internal error; it has been logged.")
-    return error_response(err, request_context(request.scope))
+    ctx = request_context(request.scope)
+    log.exception("unhandled error on %s %s", request.method, request.url.path, extra={"request_id": ctx.request_id})
+    return _route_error(request, GatewayError("The gateway hit an internal error; it has been logged."))
+
+
+def _route_error(request: Request, err: GatewayError) -> Response:
+    """A Starlette route's error: answered and logged with the request's one id."""
+    ctx = request_context(request.scope)
+    request.app.state.gateway.observer.route_error(ctx, request.url.path, err.status, err)
+    return error_response(err, ctx)
 
 
 # every POST endpoint served by the pipeline, and how its bodies look on the wire
