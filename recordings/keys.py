@@ -75,8 +75,9 @@ class KeyMaker:
         endpoint, alias = request.get("endpoint"), request.get("alias")
         if not isinstance(endpoint, str) or not isinstance(alias, str):
             return "its request names no endpoint or alias"
-        expected = self.normalize(endpoint, alias, request["body"]).key
-        if expected != key:
+        normalized = self.normalize(endpoint, alias, request["body"])
+        expected = normalized.key
+        if key != expected and key != normalized.legacy_key:  # made before canonical_chat: its key then is its key
             return (f"its key {key} does not match the request it stores (which keys to {expected} under the "
                     "current [recording] key settings)")
         return None
