@@ -247,6 +247,8 @@ def _headers(call: Call, *, stream: bool = False, native: NativeRequest | None =
     headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
     if call.request_id:
         headers["x-request-id"] = call.request_id
+    if call.traceparent:
+        headers["traceparent"] = call.traceparent
     if native is not None:
         headers.update(native.headers)  # anthropic-beta: the features the client asked for
     return headers

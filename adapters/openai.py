@@ -104,6 +104,8 @@ def _headers_for(call: Call, *, stream: bool = False) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
     if call.request_id:
         headers["x-request-id"] = call.request_id
+    if call.traceparent:
+        headers["traceparent"] = call.traceparent
     return headers
 
 

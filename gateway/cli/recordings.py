@@ -60,12 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     prune = command("prune", "delete the recordings the filters select", _prune, filters=True)
     prune.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     export = command("export", "copy recordings into another store", _export, filters=True)
-    export.add_argument("--to", required=True, dest="target", help="target path (a directory or a .db file)")
+    export.add_argument("--to", required=True, dest="target",
+                        help="target path (a directory, a .db file or a postgresql:// URL)")
     export.add_argument(
         "--to-store", choices=STORE_KINDS, default="directory", help="target store kind (default directory)"
     )
     imp = command("import", "copy recordings from another store into this one", _import, filters=True)
-    imp.add_argument("--from", required=True, dest="source", help="source path (a directory or a .db file)")
+    imp.add_argument("--from", required=True, dest="source",
+                     help="source path (a directory, a .db file or a postgresql:// URL)")
     imp.add_argument(
         "--from-store", choices=STORE_KINDS, default="directory", help="source store kind (default directory)"
     )
@@ -88,14 +90,17 @@ def duration(text: str) -> float:
 def _settings(args: argparse.Namespace) -> RecordingSettings | None:
     path = args.config or default_config_path()
     try:
-        recording = load_settings(path).recording
+        settings = load_settings(path)
     except ConfigError as exc:
         print(f"gateway: {len(exc.problems)} problem(s) in the config:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return None
     overrides = {k: v for k, v in (("store", getattr(args, "store", None)), ("path", getattr(args, "path", None))) if v}
-    return replace(recording, **overrides)
+    recording = replace(settings.recording, **overrides)
+    if recording.store == "postgres" and not overrides.get("path"):
+        recording = replace(recording, path=settings.state.database_url)  # --path may name another database
+    return recording
 
 
 def _run(args: argparse.Namespace, run: Callable[[argparse.Namespace, Store], Awaitable[int]]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -49,7 +50,15 @@ def run_check(args: argparse.Namespace) -> int:
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok ({len(settings.models)} models, {len(settings.providers)} providers)", file=sys.stderr)
-    return 0
+    if not settings.state.shared:
+        return 0
+    from llm_gateway.composition.state import probe
+
+    unreachable = 0
+    for p in asyncio.run(probe(settings.state)):
+        print(f"{p.name} at {p.url}: {'ok, ' + p.detail if p.ok else 'UNREACHABLE: ' + p.detail}", file=sys.stderr)
+        unreachable += not p.ok
+    return 1 if unreachable else 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -60,6 +69,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if settings.state.shared and not _shared_state_ready(settings):
+        return 1
     # workers re-read the file in their own process: hand them the same path
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(path)
     server = settings.server
@@ -71,6 +82,18 @@ def run_serve(args: argparse.Namespace) -> int:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _shared_state_ready(settings: Any) -> bool:
+    """PostgreSQL and Redis answer (Redis may be down with on_redis_error = "open") and the schema is migrated."""
+    from llm_gateway.composition.state import startup_check
+
+    problems, notes = asyncio.run(startup_check(settings))
+    for note in notes:
+        print(f"gateway: {note}", file=sys.stderr)
+    for problem in problems:
+        print(f"gateway: cannot start: {problem}", file=sys.stderr)
+    return not problems
 
 
 def _multiprocess_metrics_dir(workers: int) -> str | None:

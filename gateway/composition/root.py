@@ -13,6 +13,7 @@ from typing import Any
 from llm_gateway.composition.adapters import build_adapters
 from llm_gateway.composition.policies import build_policies
 from llm_gateway.composition.recorder import build_recorder
+from llm_gateway.composition.state import fleet_stats
 from llm_gateway.config.settings import Settings, load_settings
 from llm_gateway.engine.pipeline import Pipeline
 from llm_gateway.engine.router import Router
@@ -23,8 +24,10 @@ from llm_gateway.server.shutdown import Drain
 from llm_gateway.vocab.types import Call, RequestContext
 
 
-def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> Gateway:
-    """`transports` (tests) replaces the HTTP transport of the named providers (respx, httpx.MockTransport)."""
+def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = None,
+                  span_exporter: Any = None) -> Gateway:
+    """`transports` (tests) replaces the HTTP transport of the named providers (respx, httpx.MockTransport);
+    `span_exporter` (tests) receives the spans instead of the OTLP exporter."""
     adapters = build_adapters(settings.providers, transports)
     missing = {
         name: (", ".join(p.api_key_env) or f"providers.{name}.api_key")
@@ -49,13 +52,20 @@ def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = 
         health=router.health,
         policies=pipeline.policies,
     )
+    observer.fleet = fleet_stats(settings, observer.stats)
+    if settings.tracing.enabled:
+        from llm_gateway.observability.tracing import Tracing
+
+        provider_types = {name: p.type for name, p in settings.providers.items()}
+        observer.tracing = Tracing(settings.tracing, settings.state.replica_id, provider_types, span_exporter)
     router.on_upstream_error = observer.upstream_error
     drain = Drain(settings.server.shutdown_grace_seconds, in_flight=lambda: observer.in_flight)
     return Gateway(settings, adapters=adapters, router=router, pipeline=pipeline, observer=observer, drain=drain)
 
 
-def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> GatewayApp:
-    return asgi_app(build_gateway(settings, transports=transports))
+def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = None,
+               span_exporter: Any = None) -> GatewayApp:
+    return asgi_app(build_gateway(settings, transports=transports, span_exporter=span_exporter))
 
 
 def configure_http_limits(settings: Settings) -> None:

@@ -19,7 +19,9 @@ from llm_gateway.config.policy_settings import (
     parse_guards,
     parse_limits,
 )
+from llm_gateway.config.state_settings import StateSettings, parse_state
 from llm_gateway.config.toml_reader import ConfigError, Table
+from llm_gateway.config.tracing_settings import TracingSettings, parse_tracing
 
 RECORD_MODES = ("off", "record", "replay", "auto")
 STRATEGIES = ("weighted", "least_busy", "lowest_latency")
@@ -145,7 +147,7 @@ DEFAULT_SCRUBBERS = (
 @dataclass(frozen=True, slots=True)
 class RecordingSettings:
     mode: str = "off"
-    store: str = "sqlite"  # sqlite | directory
+    store: str = "sqlite"  # sqlite | directory | postgres (the [state] database_url)
     path: str = ".gateway/recordings.db"
     ignore_fields: tuple[str, ...] = ("user", "metadata", "stream", "stream_options", "store", "service_tier")
     scrubbers: tuple[Scrubber, ...] = DEFAULT_SCRUBBERS
@@ -183,6 +185,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     guards: GuardSettings = field(default_factory=GuardSettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     source: str = ""
     warnings: tuple[str, ...] = ()
 
@@ -223,8 +227,12 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     auth = parse_auth(root.table("auth"), warnings)
     limits = parse_limits(root.table("limits"))
     guards = parse_guards(root.table("guards"))
+    state = parse_state(root.table("state"), env)
+    tracing = parse_tracing(root.table("tracing"))
     root.finish()
     _check_references(providers, models, problems, warnings)
+    if recording.store == "postgres" and not state.database_url:
+        problems.append('recording.store: "postgres" needs [state] database_url (or GATEWAY_DATABASE_URL)')
     if guards.moderation.alias and guards.moderation.alias not in models:
         problems.append(f"guards.moderation.alias: unknown alias {guards.moderation.alias!r}")
     if problems:
@@ -240,6 +248,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         auth=auth,
         limits=limits,
         guards=guards,
+        state=state,
+        tracing=tracing,
         warnings=tuple(warnings),
     )
 
@@ -394,7 +404,7 @@ def _parse_recording(t: Table, env: Mapping[str, str]) -> RecordingSettings:
         scrubbers = tuple(_parse_scrubber(st) for st in t.tables("scrubbers"))
     r = RecordingSettings(
         mode=t.string("mode", d.mode, choices=RECORD_MODES),
-        store=t.string("store", d.store, choices=("sqlite", "directory")),
+        store=t.string("store", d.store, choices=("sqlite", "directory", "postgres")),
         path=t.string("path", d.path),
         ignore_fields=t.strings("ignore_fields", d.ignore_fields),
         scrubbers=scrubbers,
@@ -479,6 +489,7 @@ def masked(settings: Settings) -> dict[str, Any]:
         if p["api_key"]:
             p["api_key"] = _mask(p["api_key"])
         p["headers"] = {k: "****" for k in p["headers"]}
+    data["tracing"]["headers"] = [(k, "****") for k, _ in data["tracing"]["headers"]]
     if data["auth"]["master_key"]:
         data["auth"]["master_key"] = _mask(data["auth"]["master_key"])
     return data

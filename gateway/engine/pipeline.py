@@ -77,7 +77,11 @@ class Pipeline:
 
     async def send(self, call: Call, ctx: RequestContext) -> dict[str, Any]:
         call = await self.before(call, ctx)
-        response = await self.recorder.send(call, ctx, self.router.send)
+        try:
+            response = await self.recorder.send(call, ctx, self.router.send)
+        except BaseException:
+            await self._abandon(call, ctx)
+            raise
         self.account(call, ctx, response.get("usage"))
         for policy in self.policies:
             rewritten = await policy.after(call, response, ctx)
@@ -85,36 +89,50 @@ class Pipeline:
                 response = rewritten
         return response
 
+    async def _abandon(self, call: Call, ctx: RequestContext) -> None:
+        """A call admitted by the policies failed (or its client left): policies holding something give it back."""
+        for policy in self.policies:
+            abandon = getattr(policy, "abandon", None)
+            if abandon is not None:
+                await abandon(call, ctx)
+
     async def stream(self, call: Call, ctx: RequestContext) -> AsyncIterator[dict[str, Any]]:
         """A primed stream: errors up to the first upstream chunk are raised here, as HTTP errors."""
         call = await self.before(call, ctx)
-        chunks = await self.recorder.stream(call, ctx, self.router.stream)
+        try:
+            chunks = await self.recorder.stream(call, ctx, self.router.stream)
+        except BaseException:
+            await self._abandon(call, ctx)
+            raise
         return self._filtered(call, ctx, chunks)
 
     async def _filtered(
         self, call: Call, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
     ) -> AsyncIterator[dict[str, Any]]:
         relayed = _Relayed()
-        async with aclosing(chunks):
-            try:
-                async for chunk in chunks:
-                    usage = chunk.get("usage")
-                    if usage:
-                        self.account(call, ctx, usage)
-                    elif ctx.usage is None:
-                        relayed.add(chunk)
-                    if not self.policies:
-                        yield chunk
-                        continue
-                    for out in await self._through(call, ctx, [chunk], 0):
+        try:
+            async with aclosing(chunks):
+                try:
+                    async for chunk in chunks:
+                        usage = chunk.get("usage")
+                        if usage:
+                            self.account(call, ctx, usage)
+                        elif ctx.usage is None:
+                            relayed.add(chunk)
+                        if not self.policies:
+                            yield chunk
+                            continue
+                        for out in await self._through(call, ctx, [chunk], 0):
+                            yield out
+                except Exception:
+                    await self._settle_failed(call, ctx, relayed)
+                    raise
+                for i, policy in enumerate(self.policies):
+                    held = await policy.end_stream(call, ctx)
+                    for out in await self._through(call, ctx, held, i + 1):
                         yield out
-            except Exception:
-                await self._settle_failed(call, ctx, relayed)
-                raise
-            for i, policy in enumerate(self.policies):
-                held = await policy.end_stream(call, ctx)
-                for out in await self._through(call, ctx, held, i + 1):
-                    yield out
+        finally:
+            await self._abandon(call, ctx)  # a stream that ended cleanly has settled already: this is a no-op
 
     async def _settle_failed(self, call: Call, ctx: RequestContext, relayed: _Relayed) -> None:
         """A stream that broke after it began: what the upstream already generated is charged (no usage chunk came,

@@ -85,6 +85,8 @@ class Gateway:
         await self.pipeline.aclose()
         for adapter in self.adapters.values():
             await adapter.aclose()
+        if self.observer.fleet is not None:
+            await self.observer.fleet.aclose()
         self.observer.close()
 
     # handlers
@@ -103,6 +105,7 @@ class Gateway:
             body, state = wire.request(await self._read_json(ctx, receive))
             call = wire.parse(body, self.settings.models)
             call.request_id = ctx.request_id
+            call.traceparent = ctx.traceparent
             ctx.alias = call.alias
             wire.bind(call, state, ctx)
             if call.stream:
