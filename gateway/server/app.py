@@ -140,6 +140,7 @@ class Gateway:
         try:
             await self.pipeline.admit(ctx)  # authenticate first, as serve() does
             call = wire.count_call(await self._read_json(ctx, receive), ctx, self.settings.models)
+            call.traceparent = ctx.traceparent
             ctx.alias = call.alias
             if not self.pipeline.visible([call.alias], ctx):
                 raise PermissionDenied(f"This key may not use the model {call.alias!r}.", param="model")
