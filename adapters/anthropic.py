@@ -10,10 +10,12 @@ import httpx
 import orjson
 
 from llm_gateway.adapters.anthropic_format import (
+    NativeStreamTranslator,
     StreamTranslator,
     chat_to_text_completion,
     chunk_to_text_completion,
     completion_as_chat,
+    native_chat_completion,
     to_chat_completion,
     to_messages_request,
 )
@@ -32,7 +34,10 @@ from llm_gateway.vocab.errors import (
     UpstreamStatusError,
     UpstreamUnavailable,
 )
-from llm_gateway.vocab.types import Call
+from llm_gateway.vocab.types import Call, NativeRequest
+
+# a Messages request the client sent (wire/anthropic) reaches this adapter as it was sent
+MESSAGES_PROTOCOL = "anthropic.messages"
 
 # Anthropic error `type` -> the OpenAI error type a client expects for the same status
 _ERROR_TYPES = {
@@ -48,6 +53,8 @@ _ERROR_TYPES = {
 
 
 class AnthropicAdapter:
+    native_protocols = frozenset({MESSAGES_PROTOCOL})
+
     def __init__(
         self,
         upstream: HttpUpstream,
@@ -68,11 +75,12 @@ class AnthropicAdapter:
         self.prefix = "" if upstream.base_url.rstrip("/").endswith("/v1") else "/v1"
 
     async def chat(self, call: Call) -> dict[str, Any]:
-        request = to_messages_request(call, self.default_max_tokens)
+        native = _native(call)
+        request = _native_body(call, native) if native else to_messages_request(call, self.default_max_tokens)
         request.pop("stream", None)
         data, body = await fetch_json(
             self.client, self.upstream, "POST", self.prefix + "/messages", self._status_error,
-            content=orjson.dumps(request), headers=_headers(call),
+            content=orjson.dumps(request), headers=_headers(call, native=native),
         )
         if data.get("type") == "error" or ("error" in data and "content" not in data):
             raise self._status_error(502, body, {})  # a 200 carrying an error
@@ -81,6 +89,8 @@ class AnthropicAdapter:
                 f"upstream {self.name!r} sent a message without content", provider=self.name, kind="malformed"
             )
         try:
+            if native is not None:
+                return native_chat_completion(data, request["model"])
             return to_chat_completion(data, request["model"])
         except (AttributeError, TypeError, ValueError) as exc:  # valid JSON, wrong shape (a block not an object...)
             raise self._malformed("message", exc) from None
@@ -111,14 +121,35 @@ class AnthropicAdapter:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    async def count_tokens(self, call: Call) -> int | None:
+        """The upstream's exact count of the request's input tokens; None when it does not serve count_tokens."""
+        native = _native(call)
+        request = _native_body(call, native) if native else to_messages_request(call, self.default_max_tokens)
+        for name in ("max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k", "metadata",
+                     "service_tier"):
+            request.pop(name, None)
+        try:
+            data, _ = await fetch_json(
+                self.client, self.upstream, "POST", self.prefix + "/messages/count_tokens", self._status_error,
+                content=orjson.dumps(request), headers=_headers(call, native=native),
+            )
+        except UpstreamStatusError as exc:
+            if exc.upstream_status in (404, 405):  # a proxy or an older API without the endpoint
+                return None
+            raise
+        count = data.get("input_tokens")
+        return count if isinstance(count, int) else None
+
     def _stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
-        request = to_messages_request(call, self.default_max_tokens)
+        native = _native(call)
+        request = _native_body(call, native) if native else to_messages_request(call, self.default_max_tokens)
         request["stream"] = True
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
+        translator = (NativeStreamTranslator if native else StreamTranslator)(request["model"], include_usage)
         return stream_sse(
             self.client, self.upstream, self.prefix + "/messages", self._status_error,
-            _AnthropicEvents(self, StreamTranslator(request["model"], include_usage)),
-            content=orjson.dumps(request), headers=_headers(call, stream=True),
+            _AnthropicEvents(self, translator),
+            content=orjson.dumps(request), headers=_headers(call, stream=True, native=native),
         )
 
     def _status_error(self, status: int, content: bytes, headers: Mapping[str, str]) -> UpstreamError:
@@ -195,12 +226,31 @@ class _AnthropicEvents:
             raise adapter._malformed(f"{parsed.get('type')!r} event", exc) from None
 
 
-def _headers(call: Call, *, stream: bool = False) -> dict[str, str]:
+def _native(call: Call) -> NativeRequest | None:
+    """The client's own Messages body, while it still says what the policies let through (see NativeRequest)."""
+    native = call.native
+    if native is None or native.protocol != MESSAGES_PROTOCOL or not native.matches(call.body):
+        return None
+    return native
+
+
+def _native_body(call: Call, native: NativeRequest) -> dict[str, Any]:
+    body = dict(native.body)
+    body["model"] = call.model or call.alias
+    limit = call.body.get("max_tokens")
+    if isinstance(limit, int) and limit != body.get("max_tokens"):
+        body["max_tokens"] = limit  # clamped by a policy ([limits] max_tokens)
+    return body
+
+
+def _headers(call: Call, *, stream: bool = False, native: NativeRequest | None = None) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
     if call.request_id:
         headers["x-request-id"] = call.request_id
     if call.traceparent:
         headers["traceparent"] = call.traceparent
+    if native is not None:
+        headers.update(native.headers)  # anthropic-beta: the features the client asked for
     return headers
 
 

@@ -6,6 +6,7 @@ Pure functions and one small stateful stream translator; the HTTP side lives in 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -201,8 +202,10 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 # answers
 
 
-def to_chat_completion(message: dict[str, Any], model: str) -> dict[str, Any]:
-    """An OpenAI chat.completion for a whole Messages API answer."""
+def to_chat_completion(
+    message: dict[str, Any], model: str, usage: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """An OpenAI chat.completion for a whole Messages API answer (`usage` translates its usage; to_usage if None)."""
     text: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for block in message.get("content") or []:
@@ -240,7 +243,7 @@ def to_chat_completion(message: dict[str, Any], model: str) -> dict[str, Any]:
                 "finish_reason": FINISH_REASONS.get(message.get("stop_reason") or "", "stop"),
             }
         ],
-        "usage": to_usage(message.get("usage") or {}),
+        "usage": (usage or to_usage)(message.get("usage") or {}),
     }
 
 
@@ -259,6 +262,34 @@ def to_usage(usage: dict[str, Any], prompt_tokens: int | None = None) -> dict[st
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
     }
+
+
+def native_chat_completion(message: dict[str, Any], model: str) -> dict[str, Any]:
+    """The chat completion for an answer to a client's own Messages request, carrying what chat has no field for.
+
+    The upstream's message rides along as `anthropic` (thinking and signatures, citations, server-tool blocks,
+    stop_sequence), and the usage keeps Anthropic's cache fields, so /v1/messages answers with all of it.
+    """
+    completion = to_chat_completion(message, model, native_usage)
+    completion["anthropic"] = message
+    return completion
+
+
+_NATIVE_USAGE = frozenset({"server_tool_use", "service_tier", "cache_creation"})
+
+
+def native_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """to_usage, plus Anthropic's cache fields and what else its usage says (server tools, service tier)."""
+    read = usage.get("cache_read_input_tokens") or 0
+    written = usage.get("cache_creation_input_tokens") or 0
+    prompt = (usage.get("input_tokens") or 0) + written + read
+    completion = usage.get("output_tokens") or 0
+    out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+           "prompt_tokens_details": {"cached_tokens": read}, "cache_creation_input_tokens": written,
+           "cache_read_input_tokens": read}
+    if usage.keys() & _NATIVE_USAGE:
+        out.update({name: usage[name] for name in _NATIVE_USAGE if usage.get(name) is not None})
+    return out
 
 
 class StreamTranslator:
@@ -330,9 +361,12 @@ class StreamTranslator:
             self.done = True
             chunks = [self._chunk({}, self.finish_reason)]
             if self.include_usage:
-                chunks.append({**self._base(), "choices": [], "usage": to_usage(self.usage)})
+                chunks.append({**self._base(), "choices": [], "usage": self._usage()})
             return chunks
         return []  # ping, content_block_stop; errors are raised by the adapter
+
+    def _usage(self) -> dict[str, Any]:
+        return to_usage(self.usage)
 
     def _base(self) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
@@ -397,3 +431,47 @@ def chunk_to_text_completion(chunk: dict[str, Any]) -> dict[str, Any] | None:
 
 def _completion_finish(reason: str) -> str:
     return "stop" if reason == "tool_calls" else reason  # a text completion knows only stop, length, content_filter
+
+
+class NativeStreamTranslator(StreamTranslator):
+    """For a client's own Messages request: the chat chunks, plus the upstream events chat has no field for.
+
+    Each such event rides in a chunk as `delta["anthropic"]` (thinking, signature and citation deltas; blocks other
+    than text and tool_use, with their deltas and stop), the final chunk carries the stop reason and sequence as
+    `anthropic`, and the usage keeps Anthropic's cache fields: wire/anthropic/events.py sends them on as they came.
+    """
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        super().__init__(model, include_usage)
+        self.native_blocks: set[int] = set()
+        self.stop: dict[str, Any] = {}
+
+    def _translate(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = event.get("type")
+        index = event.get("index", 0)
+        if kind == "content_block_start" and (event.get("content_block") or {}).get("type") not in ("text", "tool_use"):
+            self.native_blocks.add(index)
+            return [self._chunk({"anthropic": event})]
+        if kind == "content_block_delta" and (
+            index in self.native_blocks or (event.get("delta") or {}).get("type") == "citations_delta"
+        ):
+            return [self._chunk({"anthropic": event})]
+        if kind == "content_block_stop" and index in self.native_blocks:
+            return [self._chunk({"anthropic": event})]
+        if kind == "message_delta":
+            delta = event.get("delta") or {}
+            self.stop = {"stop_reason": delta.get("stop_reason"), "stop_sequence": delta.get("stop_sequence")}
+        chunks = super()._translate(event)
+        if kind == "message_stop" and chunks:
+            chunks[0]["anthropic"] = self.stop
+        return chunks
+
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        first = not self.role_sent
+        chunks = super().feed(event)
+        if first and chunks:  # message_start's usage (the input tokens), for the client's own message_start
+            chunks[0]["anthropic"] = {"usage": dict(self.usage)}
+        return chunks
+
+    def _usage(self) -> dict[str, Any]:
+        return native_usage(self.usage)

@@ -60,6 +60,15 @@ model = "{UPSTREAM_MODEL}"
 provider = "upstream_short"
 model = "{UPSTREAM_MODEL}"
 
+[providers.upstream_anthropic]
+type = "anthropic"
+base_url = "{upstream}"
+api_key = "sk-bench-upstream"
+
+[models.bench-anthropic]
+provider = "upstream_anthropic"
+model = "{UPSTREAM_MODEL}"
+
 [models.bench-slow]
 provider = "upstream_slow"
 model = "{UPSTREAM_MODEL}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from bench.load import LoadGenerator
-from bench.payloads import REQUEST_BODY
 from bench.targets import Running
 
 MB = 2**20
@@ -23,7 +22,7 @@ def leak_target(targets: tuple[str, ...]) -> str:
 def leak_checks(key: str, running: Running, loadgen: LoadGenerator, total: int, log: Any = print,
                 slice_seconds: float = 2.0) -> dict[str, Any]:
     """{"whole": series, "streamed": series} for one target, each as `series()` returns it."""
-    out = {"target": key, "whole": series(running, loadgen, running.url, REQUEST_BODY, total, slice_seconds)}
+    out = {"target": key, "whole": series(running, loadgen, running.url, running.body, total, slice_seconds)}
     log(f"   leak check, whole: {_line(out['whole'])}")
     if running.short_stream is not None:
         spec = running.short_stream

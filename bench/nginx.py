@@ -9,7 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-from bench.payloads import COMPLETION_BODY, SHORT_STREAM_BODY, STREAM_BODY
+from bench.payloads import COMPLETION_BODY, MESSAGE_BODY, SHORT_STREAM_BODY, STREAM_BODY
 
 
 def nginx_binary() -> str | None:
@@ -43,6 +43,7 @@ def upstream_config(prefix: Path, port: int) -> str:
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location = /v1/chat/completions {{ default_type application/json; return 200 {_quoted(COMPLETION_BODY)}; }}
+        location = /v1/messages {{ default_type application/json; return 200 {_quoted(MESSAGE_BODY)}; }}
         # the stream is too long for a config string: a file, reached by turning the POST's 405 into a GET of it
         location = /stream/v1/chat/completions {{ error_page 405 =200 /stream.sse; return 405; }}
         location = /stream.sse {{ internal; root {prefix}; default_type text/event-stream; }}

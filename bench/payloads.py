@@ -36,6 +36,26 @@ COMPLETION = {
 }
 COMPLETION_BODY = orjson.dumps(COMPLETION)
 
+# the same exchange in Anthropic's Messages API: the /v1/messages targets' request, and an Anthropic upstream's answer
+MESSAGES_REQUEST = {
+    "model": MODEL,
+    "system": REQUEST["messages"][0]["content"],
+    "messages": [REQUEST["messages"][1]],
+    "max_tokens": 32,
+}
+MESSAGES_REQUEST_BODY = orjson.dumps(MESSAGES_REQUEST)
+MESSAGE = {
+    "id": "msg_bench",
+    "type": "message",
+    "role": "assistant",
+    "model": UPSTREAM_MODEL,
+    "content": [{"type": "text", "text": "Hello, benchmark! Nice to meet you."}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 27, "output_tokens": 9, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+}
+MESSAGE_BODY = orjson.dumps(MESSAGE)
+
 
 def _chunk(index: int, delta: dict, finish: str | None = None) -> bytes:
     chunk = {

@@ -28,7 +28,7 @@ from typing import Any
 
 from bench import nginx
 from bench.load import LoadGenerator
-from bench.payloads import REQUEST_BODY, STREAM_CHUNKS
+from bench.payloads import STREAM_CHUNKS
 from bench.procs import cpu_split, tree_cpu_seconds
 from bench.run import start_nginx_upstream, start_python_upstream
 from bench.targets import TARGETS, Env, Running, Skipped, post
@@ -71,8 +71,8 @@ def profile(target_key: str, connections: int, seconds: int, rate: int, stream: 
         running: Running | None = None
         try:
             running = target.start(Env(workdir, upstream, slow, use_nginx, target_cpus))
-            post(running.url, REQUEST_BODY, running.headers)
-            load = Load(running.url, REQUEST_BODY, 1, "request")
+            post(running.url, running.body, running.headers)
+            load = Load(running.url, running.body, 1, "request")
             if stream:
                 if running.stream is None:
                     raise SystemExit(f"{target.label}: no stream to load")

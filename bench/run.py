@@ -19,7 +19,6 @@ from bench.frontier import FRACTIONS
 from bench.leak import leak_checks, leak_target
 from bench.load import LoadGenerator
 from bench.open_streams import open_streams
-from bench.payloads import REQUEST_BODY
 from bench.procs import PeakRss, Service, cpu_split, free_port, raise_open_files
 from bench.streams import median_figures, stream_figures
 from bench.targets import TARGETS, Env, Running, Skipped, Target, post
@@ -147,8 +146,8 @@ def _start(target: Target, env: Env, loadgen: LoadGenerator, options: Options) -
         log(f"   {entry['skipped']}")
         return entry, None
     try:
-        post(running.url, REQUEST_BODY, running.headers)  # answers 200 with a body, or the target is not measured
-        loadgen.run(running.url, REQUEST_BODY, 8, options.warmup_seconds, running.headers)
+        post(running.url, running.body, running.headers)  # answers 200 with a body, or the target is not measured
+        loadgen.run(running.url, running.body, 8, options.warmup_seconds, running.headers)
         entry["idle_rss_mb"] = running.service.rss_bytes() / MB
         entry["native"] = running.service.native_modules()
     except Exception as exc:  # noqa: BLE001 - one broken target must not lose the others' figures
@@ -170,10 +169,10 @@ def _load_round(
     log(f"== {target.label}, round {round_number + 1}/{options.rounds}")
     try:
         if options.warmup_seconds:  # back from a pause: caches and pools warm again before anything is counted
-            loadgen.run(running.url, REQUEST_BODY, 8, options.warmup_seconds, running.headers)
+            loadgen.run(running.url, running.body, 8, options.warmup_seconds, running.headers)
         for connections in options.connections:
             with PeakRss(running.service) as peak:
-                result = loadgen.run(running.url, REQUEST_BODY, connections, options.seconds, running.headers)
+                result = loadgen.run(running.url, running.body, connections, options.seconds, running.headers)
             entry["rounds"].setdefault(str(connections), []).append({**asdict(result), "peak_rss_mb": peak.bytes / MB})
             log(
                 f"   c={connections:<3} {result.rps:9.0f} req/s"
@@ -230,10 +229,10 @@ def _frontier(target: Target, running: Running, loadgen: LoadGenerator, options:
               ) -> dict[str, Any]:
     log(f"== {target.label}: frontier, open loop from {peak * options.frontier_fractions[0]:.0f} req/s up")
     if options.warmup_seconds:
-        loadgen.run(running.url, REQUEST_BODY, 8, options.warmup_seconds, running.headers)
+        loadgen.run(running.url, running.body, 8, options.warmup_seconds, running.headers)
 
     def measure(rate: float) -> dict[str, Any]:
-        point = loadgen.open_loop(running.url, REQUEST_BODY, rate, options.frontier_seconds,
+        point = loadgen.open_loop(running.url, running.body, rate, options.frontier_seconds,
                                   options.frontier_connections, running.headers)
         p99 = "never" if point["p99_ms"] is None else f"{point['p99_ms']:.2f} ms"
         log(f"   offered {rate:8.0f} req/s: served {point['achieved_rps']:8.0f}, p99 {p99}, "

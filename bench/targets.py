@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import gateway_configs, nginx
-from bench.payloads import MODEL, REQUEST_BODY, STREAM_REQUEST_BODY
+from bench.payloads import MESSAGES_REQUEST_BODY, MODEL, REQUEST_BODY, STREAM_REQUEST_BODY
 from bench.procs import Service, free_port
 
 LITELLM_VENV = Path(os.environ.get("BENCH_LITELLM_VENV", "/tmp/litellm-venv"))
@@ -55,6 +55,7 @@ class Running:
     short_stream: StreamSpec | None = None  # for the leak check over streamed requests
     owned: bool = True
     path: str = "/v1/chat/completions"
+    body: bytes = REQUEST_BODY  # what the load generator posts to `path`
 
     @property
     def url(self) -> str:
@@ -129,6 +130,28 @@ def _gateway_running(service: Service, headers: dict[str, str] | None = None) ->
 def _gateway_off(env: Env) -> Running:
     service, _ = _serve(env, "gateway-off")
     return _gateway_running(service)
+
+
+def _with_model(body: bytes, model: str) -> bytes:
+    return body.replace(f'"model":"{MODEL}"'.encode(), f'"model":"{model}"'.encode(), 1)
+
+
+def _gateway_messages(env: Env) -> Running:
+    """/v1/messages to the OpenAI-compatible alias: translated both ways (compare with gateway-off)."""
+    service, _ = _serve(env, "gateway-messages")
+    return Running(service, path="/v1/messages", body=MESSAGES_REQUEST_BODY)
+
+
+def _gateway_anthropic_chat(env: Env) -> Running:
+    """/v1/chat/completions to an Anthropic alias: the chat body translated to Messages and back."""
+    service, _ = _serve(env, "gateway-anthropic-chat")
+    return Running(service, body=_with_model(REQUEST_BODY, "bench-anthropic"))
+
+
+def _gateway_anthropic_messages(env: Env) -> Running:
+    """/v1/messages to an Anthropic alias: the client's body sent natively (compare with gateway-anthropic-chat)."""
+    service, _ = _serve(env, "gateway-anthropic-messages")
+    return Running(service, path="/v1/messages", body=_with_model(MESSAGES_REQUEST_BODY, "bench-anthropic"))
 
 
 def _gateway_quiet(env: Env) -> Running:
@@ -236,6 +259,10 @@ TARGETS = [
     Target("nginx-proxy", "nginx as proxy", _nginx_proxy),
     Target("minimal", "minimal Starlette+aiohttp proxy", _minimal),
     Target("gateway-off", "gateway, policies off", _gateway_off),
+    Target("gateway-messages", "gateway /v1/messages, OpenAI upstream (translated)", _gateway_messages),
+    Target("gateway-anthropic-chat", "gateway chat, Anthropic upstream", _gateway_anthropic_chat),
+    Target("gateway-anthropic-messages", "gateway /v1/messages, Anthropic upstream (native)",
+           _gateway_anthropic_messages),
     Target("gateway-quiet", "gateway, policies+metrics+log off", _gateway_quiet),
     Target("gateway-policies", "gateway, auth+rate limit+PII", _gateway_policies),
     Target("gateway-auth-local", "gateway, auth+rate limit, in-process state", _gateway_auth_local),

@@ -4,6 +4,7 @@
     /stream/v1/chat/completions  the 200-chunk stream, all at once
     /short/v1/chat/completions   a 20-chunk stream, all at once (the leak check)
     /slow/v1/chat/completions    one chunk a second until the client leaves (keeps 10,000 streams open)
+    /v1/messages                 the fixed Anthropic message (an Anthropic upstream, for the Anthropic aliases)
 
 Run: python -m bench.upstream_app PORT  (uvicorn with uvloop and httptools).
 """
@@ -14,7 +15,7 @@ import asyncio
 import sys
 from typing import Any
 
-from bench.payloads import COMPLETION_BODY, SHORT_STREAM_BODY, STREAM_BODY, stream_frames
+from bench.payloads import COMPLETION_BODY, MESSAGE_BODY, SHORT_STREAM_BODY, STREAM_BODY, stream_frames
 
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
@@ -36,6 +37,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers, body = _SSE, SHORT_STREAM_BODY
     elif path in ("/v1/chat/completions", "/health"):
         headers, body = _JSON, COMPLETION_BODY
+    elif path == "/v1/messages":
+        headers, body = _JSON, MESSAGE_BODY
     else:
         await send({"type": "http.response.start", "status": 404, "headers": _JSON})
         await send({"type": "http.response.body", "body": b'{"error": {"message": "not found"}}'})

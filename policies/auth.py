@@ -30,13 +30,13 @@ _INVALID_KEY = "Incorrect API key provided: the key is wrong, expired or revoked
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
-    """The key a client sent, from `Authorization: Bearer` or `api-key` (headers are lower-cased)."""
+    """The key a client sent, from `Authorization: Bearer`, `api-key` (Azure's) or `x-api-key` (Anthropic's)."""
     authorization = headers.get("authorization")
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    api_key = (headers.get("api-key") or "").strip()
+    api_key = (headers.get("api-key") or headers.get("x-api-key") or "").strip()
     return api_key or None
 
 

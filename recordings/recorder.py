@@ -113,6 +113,9 @@ class StoreRecorder:
         recording = self._cache.get(request.key)
         if recording is None:
             recording = await self._read(request.key)
+        if recording is None and request.legacy_key is not None:
+            # made before keys were canonical across protocols: still found under the key it was made with
+            recording = self._cache.get(request.legacy_key) or await self._read(request.legacy_key)
         if recording is not None and self._expired(recording):
             recording = None
         score: float | None = None

@@ -17,6 +17,7 @@ from typing import Any
 from llm_gateway.config.settings import Deployment, ModelSettings, RouterSettings
 from llm_gateway.vocab.errors import (
     GatewayError,
+    InvalidRequest,
     ModelNotFound,
     ProviderNotConfigured,
     ServiceUnavailable,
@@ -94,6 +95,22 @@ class Router:
         ]
 
     # public entry points
+
+    async def count_tokens(self, call: Call) -> int | None:
+        """The exact input token count from the first deployment whose adapter counts (`count_tokens`), or None."""
+        route = self.routes.get(call.alias)
+        if route is None:
+            raise ModelNotFound(f"The model {call.alias!r} does not exist", param="model")
+        for state in route.states:
+            dep = state.deployment
+            count = getattr(self.adapters.get(dep.provider), "count_tokens", None)
+            if count is None or dep.provider in self.missing_keys:
+                continue
+            try:
+                return await count(call.routed(call.alias, dep.model, dep.provider))
+            except UpstreamError:
+                continue  # an estimate is a better answer than an upstream's failure
+        return None
 
     async def send(self, call: Call, ctx: RequestContext) -> dict[str, Any]:
         async def attempt(c: Call, adapter: Adapter) -> dict[str, Any]:
@@ -208,6 +225,7 @@ class Router:
                 excluded.add(id(state))
                 continue
             c = call.routed(alias, dep.model, dep.provider)
+            _refuse_untranslatable(c, self.adapters[dep.provider], dep.label)
             started = self._clock()
             state.in_flight += 1
             try:
@@ -318,6 +336,19 @@ class Router:
         state.failures = 0
         state.served += 1
         state.latency_ewma = seconds if state.latency_ewma is None else 0.8 * state.latency_ewma + 0.2 * seconds
+
+
+def _refuse_untranslatable(call: Call, adapter: Adapter, label: str) -> None:
+    """A call in a protocol the adapter does not speak, asking for what the chat shape cannot carry: a 400 naming it."""
+    native = call.native
+    if native is None or not native.untranslatable or native.protocol in getattr(adapter, "native_protocols", ()):
+        return
+    param, reason = native.untranslatable[0]
+    raise InvalidRequest(
+        f"{param}: {reason}; the model {call.alias!r} is served by {label!r}, which does not speak "
+        f"{native.protocol} and gets a translation without it",
+        param=param,
+    )
 
 
 def _failover_worthy(exc: GatewayError) -> bool:

@@ -1,6 +1,8 @@
 """pytest plugin (entry point `pytest11`): the gateway in-process for a test session, replaying recordings.
 
-Tests get `gateway_base_url` (pass it as the SDK's base_url) or a ready `openai_client` / `async_openai_client`.
+Tests get `gateway_base_url` (pass it as the openai SDK's base_url) or a ready `openai_client` /
+`async_openai_client`, or `anthropic_client` / `async_anthropic_client` (the anthropic SDK on /v1/messages; any of
+them replays what any other recorded).
 Each test module gets its own recordings directory, `<module dir>/recordings/<module name>/` (one JSON file per
 exchange, for git), and `--gateway-record-mode=replay|record|auto|off` chooses what happens on a miss, in the spirit
 of pytest-recording's `--record-mode`: replay (the default) answers only from recordings and fails a miss with the
@@ -152,3 +154,18 @@ def async_openai_client(gateway_base_url: str) -> Any:
     import openai
 
     return openai.AsyncOpenAI(base_url=gateway_base_url, api_key=API_KEY, max_retries=0)
+
+
+@pytest.fixture
+def anthropic_client(gateway_base_url: str) -> Any:
+    """The anthropic SDK pointed at the gateway (its base_url has no /v1: the SDK adds /v1/messages)."""
+    import anthropic
+
+    return anthropic.Anthropic(base_url=gateway_base_url.removesuffix("/v1"), api_key=API_KEY, max_retries=0)
+
+
+@pytest.fixture
+def async_anthropic_client(gateway_base_url: str) -> Any:
+    import anthropic
+
+    return anthropic.AsyncAnthropic(base_url=gateway_base_url.removesuffix("/v1"), api_key=API_KEY, max_retries=0)

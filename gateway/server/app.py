@@ -11,9 +11,9 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Mapping
 from contextlib import aclosing, asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.applications import Starlette
@@ -29,7 +29,7 @@ from llm_gateway.engine.router import Router
 from llm_gateway.observability.observer import Observer
 from llm_gateway.server.asgi_io import ClientGone, Receive, Scope, Send, read_body, send_json
 from llm_gateway.server.context import request_context
-from llm_gateway.server.errors import error_response, note_error, send_error
+from llm_gateway.server.errors import ErrorFormat, error_response, note_error, send_error
 from llm_gateway.server.operator_routes import operator_routes
 from llm_gateway.server.shutdown import Drain
 from llm_gateway.server.sse_writer import send_event_stream
@@ -39,13 +39,14 @@ from llm_gateway.vocab.errors import (
     MethodNotAllowed,
     ModelNotFound,
     NotFound,
+    PermissionDenied,
     ServiceUnavailable,
 )
 from llm_gateway.vocab.tokens import encoding
-from llm_gateway.vocab.types import Adapter, RequestContext
+from llm_gateway.vocab.types import Adapter, Call, RequestContext
+from llm_gateway.wire.anthropic.api import COUNT_TOKENS_PATH, MESSAGES_PATH, MessagesWire
 from llm_gateway.wire.openai_wire import Framer, OpenAIWire, Wire
 from llm_gateway.wire.responses.api import RESPONSES_PATH, ResponsesWire
-from llm_gateway.wire.schema import parse_call
 
 log = logging.getLogger("gateway")
 
@@ -102,12 +103,13 @@ class Gateway:
             # model looked up (so neither the aliases nor the schema can be probed without a key)
             await self.pipeline.admit(ctx)
             body, state = wire.request(await self._read_json(ctx, receive))
-            call = parse_call(wire.kind, body, self.settings.models)
+            call = wire.parse(body, self.settings.models)
             call.request_id = ctx.request_id
             call.traceparent = ctx.traceparent
             ctx.alias = call.alias
+            wire.bind(call, state, ctx)
             if call.stream:
-                stream = await self._stream(call, ctx, wire.framer(state))
+                stream = await self._stream(call, ctx, wire.framer(state), wire)
             else:
                 result = wire.answer(await self.pipeline.send(call, ctx), state)
         except GatewayError as exc:
@@ -128,12 +130,44 @@ class Gateway:
         if self.observer.request_log.log_content:
             ctx.answer = result
         self.observer.finish(ctx, 200)
-        await send_json(send, 200, orjson.dumps(result), _headers(ctx))
+        await send_json(send, 200, orjson.dumps(result), wire.response_headers(_headers(ctx)))
 
-    async def _send_error(self, send: Send, ctx: RequestContext, exc: GatewayError, wire: Wire) -> None:
+    async def count_tokens(self, scope: Scope, receive: Receive, send: Send, wire: TokenCountWire) -> None:
+        """POST /v1/messages/count_tokens: exact from a backend that counts, else the gateway's own estimate; the
+        answer's x-gateway-token-count header says which. Keys and model access apply as to a message."""
+        ctx = request_context(scope)
+        self.observer.start(ctx, wire.label)
+        try:
+            await self.pipeline.admit(ctx)  # authenticate first, as serve() does
+            call = wire.count_call(await self._read_json(ctx, receive), ctx, self.settings.models)
+            call.traceparent = ctx.traceparent
+            ctx.alias = call.alias
+            if not self.pipeline.visible([call.alias], ctx):
+                raise PermissionDenied(f"This key may not use the model {call.alias!r}.", param="model")
+            count = await self.router.count_tokens(call)
+            source = "exact" if count is not None else "estimate"
+            if count is None:
+                count = wire.estimate(call)
+        except GatewayError as exc:
+            await self._send_error(send, ctx, exc, wire)
+            return
+        except ClientGone:
+            self.observer.finish(ctx, 499)
+            return
+        except Exception:  # the client gets a 500 in its protocol's shape; the traceback goes to the log
+            log.exception("unhandled error on POST %s", scope["path"], extra={"request_id": ctx.request_id})
+            await self._send_error(
+                send, ctx, GatewayError("The gateway hit an internal error; it has been logged."), wire
+            )
+            return
+        self.observer.finish(ctx, 200)
+        headers = wire.response_headers({**_headers(ctx), "x-gateway-token-count": source})
+        await send_json(send, 200, orjson.dumps({"input_tokens": count}), headers)
+
+    async def _send_error(self, send: Send, ctx: RequestContext, exc: GatewayError, wire: ErrorFormat) -> None:
         note_error(exc, ctx)
-        self.observer.finish(ctx, exc.status)
-        await send_error(send, ctx, exc, wire.error_body)
+        self.observer.finish(ctx, wire.error_status(exc))
+        await send_error(send, ctx, exc, wire)
 
     async def list_models(self, request: Request) -> Response:
         ctx = request_context(request.scope)
@@ -162,7 +196,9 @@ class Gateway:
         owner = m.owned_by or (m.deployments[0].provider if m.deployments else "llm-gateway")
         return {"id": alias, "object": "model", "created": self.created, "owned_by": owner}
 
-    async def _stream(self, call: Any, ctx: RequestContext, framer: Framer) -> Callable[[Scope, Receive, Send], Any]:
+    async def _stream(
+        self, call: Any, ctx: RequestContext, framer: Framer, wire: Wire
+    ) -> Callable[[Scope, Receive, Send], Any]:
         """Prime the stream (errors up to its first chunk are HTTP errors), then answer it as an SSE stream."""
         chunks = await self.pipeline.stream(call, ctx)
         try:
@@ -174,9 +210,10 @@ class Gateway:
             raise
         self.observer.stream_opened(ctx)
         frames = _frames(framer, first, chunks, ctx, lambda: self.observer.finish(ctx, 200), self.drain)
+        headers = wire.response_headers(_headers(ctx))
 
         async def respond(scope: Scope, receive: Receive, send: Send) -> None:
-            await send_event_stream(receive, send, frames, _headers(ctx))
+            await send_event_stream(receive, send, frames, headers)
 
         return respond
 
@@ -298,7 +335,23 @@ MODEL_ENDPOINTS: dict[str, Wire] = {
     "/v1/completions": OpenAIWire("completion"),
     "/v1/embeddings": OpenAIWire("embedding"),
     RESPONSES_PATH: ResponsesWire(),
+    MESSAGES_PATH: MessagesWire(),
 }
+
+
+class TokenCountWire(ErrorFormat, Protocol):
+    label: str
+
+    def count_call(self, body: Any, ctx: RequestContext, aliases: Container[str]) -> Call:
+        """The call whose input tokens are counted (its native body for a backend that counts exactly)."""
+        ...
+
+    def estimate(self, call: Call) -> int:
+        """The gateway's own count (tiktoken), when no backend counts exactly."""
+        ...
+
+
+TOKEN_COUNT_ENDPOINTS: dict[str, TokenCountWire] = {COUNT_TOKENS_PATH: MessagesWire("count_tokens")}
 
 
 class ModelEndpoint:
@@ -313,12 +366,23 @@ class ModelEndpoint:
         await self.gateway.serve(scope, receive, send, self.wire)
 
 
+class TokenCountEndpoint:
+    def __init__(self, gateway: Gateway, wire: TokenCountWire) -> None:
+        self.gateway = gateway
+        self.wire = wire
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.gateway.count_tokens(scope, receive, send, self.wire)
+
+
 class GatewayApp(Starlette):
     """Starlette, but a POST to a model endpoint goes straight to the gateway, ahead of Starlette's middleware and
     routing: those carry every request and cost about a fifth of the gateway's own time (BENCHMARKS.md).
     Gateway.serve answers every error itself, as Starlette's exception handlers would."""
 
-    def __init__(self, gateway: Gateway, model_endpoints: Mapping[str, ModelEndpoint], **kwargs: Any) -> None:
+    def __init__(
+        self, gateway: Gateway, model_endpoints: Mapping[str, ModelEndpoint | TokenCountEndpoint], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.state.gateway = gateway
         self._model_endpoints = dict(model_endpoints)
@@ -348,7 +412,10 @@ def asgi_app(gateway: Gateway) -> GatewayApp:
             await gateway.aclose()
             gc.unfreeze()  # an app stopped inside a longer-lived process (tests, the pytest plugin) can be collected
 
-    model_endpoints = {path: ModelEndpoint(gateway, wire) for path, wire in MODEL_ENDPOINTS.items()}
+    model_endpoints: dict[str, ModelEndpoint | TokenCountEndpoint] = {
+        path: ModelEndpoint(gateway, wire) for path, wire in MODEL_ENDPOINTS.items()
+    }
+    model_endpoints |= {path: TokenCountEndpoint(gateway, wire) for path, wire in TOKEN_COUNT_ENDPOINTS.items()}
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in model_endpoints.items()),
         Route("/v1/models", gateway.list_models, methods=["GET"]),

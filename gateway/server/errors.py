@@ -7,8 +7,7 @@ carries the request's one id and whatever the policies set for it (x-ratelimit-*
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.responses import Response
@@ -17,20 +16,38 @@ from llm_gateway.server.asgi_io import Send, send_json
 from llm_gateway.vocab.errors import GatewayError
 from llm_gateway.vocab.types import RequestContext
 
-ErrorBody = Callable[[GatewayError], dict[str, Any]]
+
+class ErrorFormat(Protocol):
+    """How a client protocol states an error: its envelope, its status, its names for headers (a Wire is one)."""
+
+    def error_body(self, exc: GatewayError) -> dict[str, Any]: ...
+
+    def error_status(self, exc: GatewayError) -> int: ...
+
+    def response_headers(self, headers: dict[str, str]) -> dict[str, str]: ...
 
 
-def openai_error_body(exc: GatewayError) -> dict[str, Any]:
-    return exc.to_body()
+class OpenAIErrors:
+    def error_body(self, exc: GatewayError) -> dict[str, Any]:
+        return exc.to_body()
+
+    def error_status(self, exc: GatewayError) -> int:
+        return exc.status
+
+    def response_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return headers
 
 
-def error_headers(exc: GatewayError, ctx: RequestContext) -> dict[str, str]:
+OPENAI_ERRORS = OpenAIErrors()
+
+
+def error_headers(exc: GatewayError, ctx: RequestContext, fmt: ErrorFormat = OPENAI_ERRORS) -> dict[str, str]:
     headers = {**exc.headers, "x-request-id": ctx.request_id}
     if ctx.deployment:
         headers.setdefault("x-gateway-deployment", ctx.deployment)
     for name, value in ctx.response_headers.items():  # e.g. x-ratelimit-*, on errors too
         headers.setdefault(name, value)
-    return headers
+    return fmt.response_headers(headers)
 
 
 def note_error(exc: GatewayError, ctx: RequestContext) -> None:
@@ -40,11 +57,13 @@ def note_error(exc: GatewayError, ctx: RequestContext) -> None:
     ctx.error = exc
 
 
-async def send_error(send: Send, ctx: RequestContext, exc: GatewayError, body: ErrorBody = openai_error_body) -> None:
-    """An error answer on the raw ASGI path."""
-    await send_json(send, exc.status, orjson.dumps(body(exc)), error_headers(exc, ctx))
+async def send_error(send: Send, ctx: RequestContext, exc: GatewayError, fmt: ErrorFormat = OPENAI_ERRORS) -> None:
+    """An error answer on the raw ASGI path, in the client protocol `fmt` (the endpoint's Wire)."""
+    body = orjson.dumps(fmt.error_body(exc))
+    await send_json(send, fmt.error_status(exc), body, error_headers(exc, ctx, fmt))
 
 
-def error_response(exc: GatewayError, ctx: RequestContext, body: ErrorBody = openai_error_body) -> Response:
+def error_response(exc: GatewayError, ctx: RequestContext, fmt: ErrorFormat = OPENAI_ERRORS) -> Response:
     """An error answer on a Starlette route."""
-    return Response(orjson.dumps(body(exc)), exc.status, error_headers(exc, ctx), media_type="application/json")
+    body = orjson.dumps(fmt.error_body(exc))
+    return Response(body, fmt.error_status(exc), error_headers(exc, ctx, fmt), media_type="application/json")

@@ -22,6 +22,28 @@ ENDPOINTS: dict[str, str] = {
 
 
 @dataclass(slots=True)
+class NativeRequest:
+    """The client's own body, for an adapter that speaks the client's protocol (`protocol`, e.g. "anthropic.messages").
+
+    `Call.body` stays the canonical OpenAI chat shape every policy, recording key and other adapter reads; this is
+    the same request as the client sent it, so a backend of the same protocol loses nothing the chat shape cannot
+    carry. It is valid only for the `messages` list it was translated with: a policy that rewrites the messages
+    (PII redaction) makes a new list, and the adapter then translates the rewritten body instead (see `matches`).
+    `untranslatable` lists (param, reason) for what the chat shape cannot carry; a backend that does not speak the
+    protocol refuses the call naming the first (the router checks, knowing only that it is not spoken).
+    """
+
+    protocol: str
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)  # protocol headers to pass on (e.g. anthropic-beta)
+    messages: Any = None  # the chat `messages` object this body was translated to
+    untranslatable: tuple[tuple[str, str], ...] = ()
+
+    def matches(self, body: dict[str, Any]) -> bool:
+        return body.get("messages") is self.messages
+
+
+@dataclass(slots=True)
 class Call:
     """One normalized client request.
 
@@ -37,6 +59,7 @@ class Call:
     provider: str = ""
     request_id: str = ""  # sent upstream as x-request-id
     traceparent: str = ""  # W3C trace context sent upstream: the gateway's span, or the client's own header
+    native: NativeRequest | None = None  # the client's own body, when its protocol is not OpenAI's (see NativeRequest)
 
     @property
     def endpoint(self) -> str:
@@ -44,7 +67,9 @@ class Call:
 
     def routed(self, alias: str, model: str, provider: str) -> Call:
         """This call as sent to one deployment (dataclasses.replace did the same at 6x the cost, per request)."""
-        return Call(self.kind, alias, self.body, self.stream, model, provider, self.request_id, self.traceparent)
+        return Call(
+            self.kind, alias, self.body, self.stream, model, provider, self.request_id, self.traceparent, self.native
+        )
 
     def upstream_body(self) -> dict[str, Any]:
         """The body with the upstream model name substituted (a shallow copy: the client's body is kept)."""

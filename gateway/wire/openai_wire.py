@@ -2,17 +2,20 @@
 
 Gateway.serve runs every model endpoint the same way (read, validate, policies, recorder, router, answer or stream);
 a Wire says what the client's body becomes for the pipeline, what the pipeline's answer becomes for the client, and
-how stream chunks are framed. /v1/responses is the translating one (gateway/responses_api.py).
+how stream chunks are framed. /v1/responses (wire/responses/) and /v1/messages (wire/anthropic/) are the
+translating ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any, Protocol
 
 import orjson
 
 from llm_gateway.vocab.errors import GatewayError
-from llm_gateway.vocab.types import Kind
+from llm_gateway.vocab.types import Call, Kind, RequestContext
+from llm_gateway.wire.schema import parse_call
 
 
 class Framer(Protocol):
@@ -33,6 +36,14 @@ class Wire(Protocol):
         """(the body to validate as `kind`, what answer() and framer() need to know of the request)."""
         ...
 
+    def parse(self, body: Any, aliases: Container[str]) -> Call:
+        """The Call for the body request() gave (validated as `kind` by wire/schema.py, or by the wire itself)."""
+        ...
+
+    def bind(self, call: Call, state: Any, ctx: RequestContext) -> None:
+        """What the wire adds to the parsed call (the client's own body, for a backend of the same protocol)."""
+        ...
+
     def answer(self, result: dict[str, Any], state: Any) -> dict[str, Any]: ...
 
     def framer(self, state: Any) -> Framer: ...
@@ -40,6 +51,35 @@ class Wire(Protocol):
     def error_body(self, exc: GatewayError) -> dict[str, Any]:
         """An error answer in the client protocol's own envelope (server/errors.py sends it)."""
         ...
+
+    def error_status(self, exc: GatewayError) -> int:
+        """The error's status in the client protocol (Anthropic's 529 for overloaded)."""
+        ...
+
+    def response_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """The answer's headers as the client protocol names them (rate-limit headers differ)."""
+        ...
+
+
+class OpenAIShapes:
+    """What OpenAI's own wires and the Responses translation share: OpenAI's schema, errors, statuses and headers."""
+
+    kind: Kind
+
+    def parse(self, body: Any, aliases: Container[str]) -> Call:
+        return parse_call(self.kind, body, aliases)
+
+    def bind(self, call: Call, state: Any, ctx: RequestContext) -> None:
+        return None
+
+    def error_body(self, exc: GatewayError) -> dict[str, Any]:
+        return exc.to_body()
+
+    def error_status(self, exc: GatewayError) -> int:
+        return exc.status
+
+    def response_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return headers
 
 
 class OpenAIFramer:
@@ -58,7 +98,7 @@ class OpenAIFramer:
 _OPENAI_FRAMER = OpenAIFramer()  # keeps no state: one serves every stream
 
 
-class OpenAIWire:
+class OpenAIWire(OpenAIShapes):
     """/v1/chat/completions, /v1/completions, /v1/embeddings: bodies pass as they are, both ways."""
 
     def __init__(self, kind: Kind) -> None:
@@ -73,6 +113,3 @@ class OpenAIWire:
 
     def framer(self, state: None) -> Framer:
         return _OPENAI_FRAMER
-
-    def error_body(self, exc: GatewayError) -> dict[str, Any]:
-        return exc.to_body()

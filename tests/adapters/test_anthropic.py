@@ -482,3 +482,87 @@ async def test_streamed_legacy_completion(adapter: AnthropicAdapter, upstream: r
     assert "".join(c["choices"][0]["text"] for c in chunks) == "Hello"
     assert all(c["object"] == "text_completion" for c in chunks)
     assert oat.Completion.model_validate(chunks[-1]).choices[0].finish_reason == "stop"
+
+
+# a client's own Messages request (Call.native), sent as it came
+
+
+def native_call(body: dict[str, Any], stream: bool = False, **chat: Any) -> Call:
+    from llm_gateway.vocab.types import NativeRequest
+
+    messages = [{"role": "user", "content": "hi"}]
+    call = Call(kind="chat", alias="claude", body={"model": "claude", "messages": messages, "max_tokens": 100, **chat},
+                stream=stream, model="claude-x", provider="anth")
+    call.native = NativeRequest("anthropic.messages", body, {"anthropic-beta": "b1"}, messages)
+    return call
+
+
+NATIVE_BODY = {"model": "claude", "max_tokens": 100, "thinking": {"type": "enabled", "budget_tokens": 1024},
+               "messages": [{"role": "user", "content": [{"type": "text", "text": "hi",
+                                                          "cache_control": {"type": "ephemeral"}}]}]}
+
+
+async def test_a_native_body_goes_as_it_came_with_the_upstream_model_and_beta_header(
+    adapter: AnthropicAdapter, upstream: respx.MockRouter
+) -> None:
+    thinking = {"type": "thinking", "thinking": "t", "signature": "sig"}
+    upstream.post("/v1/messages").respond(json=message(thinking, {"type": "text", "text": "ok"}))
+    result = await adapter.chat(native_call(NATIVE_BODY))
+    assert sent(upstream) == {**NATIVE_BODY, "model": "claude-x"}
+    assert upstream.calls.last.request.headers["anthropic-beta"] == "b1"
+    assert result["choices"][0]["message"]["content"] == "ok"
+    assert result["anthropic"]["content"][0] == thinking  # the upstream's message rides along for /v1/messages
+    assert result["usage"]["cache_read_input_tokens"] == 2 and result["usage"]["prompt_tokens"] == 12
+
+
+async def test_a_policy_clamp_of_max_tokens_reaches_the_native_body(adapter: AnthropicAdapter,
+                                                                    upstream: respx.MockRouter) -> None:
+    upstream.post("/v1/messages").respond(json=message({"type": "text", "text": "ok"}))
+    call = native_call(NATIVE_BODY)
+    call.body = {**call.body, "max_tokens": 50}  # what RequestLimitsPolicy does: same messages, lower limit
+    await adapter.chat(call)
+    assert sent(upstream)["max_tokens"] == 50 and "thinking" in sent(upstream)
+
+
+async def test_rewritten_messages_are_translated_so_a_redaction_is_never_bypassed(adapter: AnthropicAdapter,
+                                                                                  upstream: respx.MockRouter) -> None:
+    upstream.post("/v1/messages").respond(json=message({"type": "text", "text": "ok"}))
+    call = native_call(NATIVE_BODY)
+    call.body = {**call.body, "messages": [{"role": "user", "content": "<EMAIL_1>"}]}  # a new list: PII redacted
+    result = await adapter.chat(call)
+    assert sent(upstream)["messages"] == [{"role": "user", "content": [{"type": "text", "text": "<EMAIL_1>"}]}]
+    assert "anthropic" not in result
+    assert "anthropic-beta" not in upstream.calls.last.request.headers
+
+
+async def test_a_native_stream_carries_the_events_chat_has_no_room_for(adapter: AnthropicAdapter,
+                                                                      upstream: respx.MockRouter) -> None:
+    start = {"type": "message_start", "message": {**message(), "usage": {"input_tokens": 5, "output_tokens": 1}}}
+    think = {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hm"}}
+    text = {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}
+    words = {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Hi"}}
+    end = {"type": "message_delta", "delta": {"stop_reason": "stop_sequence", "stop_sequence": "END"},
+           "usage": {"output_tokens": 3, "cache_read_input_tokens": 7}}
+    events = [start, think, delta, {"type": "content_block_stop", "index": 0}, text, words,
+              {"type": "content_block_stop", "index": 1}, end, {"type": "message_stop"}]
+    upstream.post("/v1/messages").respond(content=sse(*events), headers={"content-type": "text/event-stream"})
+    chunks = [c async for c in adapter.stream_chat(native_call(NATIVE_BODY, stream=True,
+                                                               stream_options={"include_usage": True}))]
+    carried = [c["choices"][0]["delta"]["anthropic"]["type"] for c in chunks
+               if c["choices"] and "anthropic" in c["choices"][0]["delta"]]
+    assert carried == ["content_block_start", "content_block_delta", "content_block_stop"]
+    assert sent(upstream)["stream"] is True
+    finish = next(c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"])
+    assert finish["anthropic"] == {"stop_reason": "stop_sequence", "stop_sequence": "END"}
+    assert chunks[-1]["usage"]["cache_read_input_tokens"] == 7
+
+
+async def test_count_tokens_asks_the_upstream_and_says_none_when_it_cannot(adapter: AnthropicAdapter,
+                                                                          upstream: respx.MockRouter) -> None:
+    route = upstream.post("/v1/messages/count_tokens")
+    route.respond(json={"input_tokens": 17})
+    assert await adapter.count_tokens(native_call(NATIVE_BODY)) == 17
+    assert "max_tokens" not in sent(upstream) and sent(upstream)["thinking"] == NATIVE_BODY["thinking"]
+    route.respond(status_code=404, json={"type": "error", "error": {"type": "not_found_error", "message": "no"}})
+    assert await adapter.count_tokens(native_call(NATIVE_BODY)) is None

@@ -261,3 +261,25 @@ async def test_a_key_asked_whole_and_streamed_keeps_both_answers(make_recorder, 
     replayer = make_recorder("replay")
     assert await replayer.send(chat("hello"), ctx(), scripted.send) == whole
     assert await collect(await replayer.stream(chat("hello", stream=True), ctx(), scripted.stream)) == live
+
+
+async def test_a_recording_made_before_canonical_keys_still_answers(make_recorder, scripted: ScriptedUpstream):
+    """Stored under the key of its unfolded body (as the gateway keyed it before): found through legacy_key."""
+    from llm_gateway.recordings.keys import KeyMaker
+    from llm_gateway.vocab.types import Call
+    from tests.recordings.test_keys import legacy
+
+    body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "old"}]}],
+            "max_completion_tokens": 9}
+    call = Call(kind="chat", alias="m", body=body)
+    recorder = make_recorder("replay")
+    answer = {"id": "chatcmpl-old", "object": "chat.completion", "choices": [], "usage": None}
+    old_key = legacy(body)
+    unfolded = {k: v for k, v in body.items() if k != "model"}
+    meta = Meta(alias="m", provider="up", deployment="up/model-1")
+    await recorder.store.put(old_key, Recording(old_key, {"endpoint": "/v1/chat/completions", "alias": "m",
+                                                          "body": unfolded}, meta, response=answer))
+    assert KeyMaker(("user", "metadata")).normalize("/v1/chat/completions", "m", body).key != old_key
+    c = ctx()
+    assert await recorder.send(call, c, scripted.send) == answer
+    assert c.response_headers["x-gateway-recording"] == old_key and scripted.calls == []

@@ -6,6 +6,9 @@ model "claude-echo" (default): text echoing the last user text.  "claude-tools":
 offered, then "tool said: <result>" once it gets the tool_result.  "overloaded": 529.  "fail-500": 500.
 "context": 400 prompt is too long.  "error-200": 200 with an error body.  "malformed": bad JSON / a bad SSE line.
 "stream-error": an error event mid-stream.  "reset": drops the connection mid-stream.  "slow": waits 30s.
+"claude-think": a signed thinking block, then the echo, with cache usage.  "claude-search": a web search
+(server_tool_use, web_search_tool_result) and a text block with a citation.
+POST /v1/messages/count_tokens answers {"input_tokens": 4242} (on any model).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class FakeAnthropic:
         self.app = Starlette(
             routes=[
                 Route("/v1/messages", self.messages, methods=["POST"]),
+                Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
             ]
         )
@@ -62,6 +66,15 @@ class FakeAnthropic:
         if not body.get("stream"):
             return Response(orjson.dumps(message), media_type="application/json")
         return StreamingResponse(_events(message, model), media_type="text/event-stream")
+
+    async def count_tokens(self, request: Request) -> Response:
+        if request.headers.get("x-api-key") != API_KEY:
+            return _error(401, "authentication_error", "invalid x-api-key")
+        body = orjson.loads(await request.body())
+        self.requests.append({"body": body, "headers": dict(request.headers), "path": "/v1/messages/count_tokens"})
+        if "max_tokens" in body:
+            return _error(400, "invalid_request_error", "max_tokens: Extra inputs are not permitted")
+        return Response(orjson.dumps({"input_tokens": 4242}), media_type="application/json")
 
     async def models(self, request: Request) -> Response:
         data = [{"type": "model", "id": "claude-echo", "display_name": "Echo", "created_at": "2025-01-01T00:00:00Z"}]
@@ -143,6 +156,12 @@ def _answer(body: dict[str, Any]) -> dict[str, Any]:
     else:
         blocks = [{"type": "text", "text": "echo: " + _text(last["content"])}]
         stop = "end_turn"
+    usage = {"input_tokens": 21, "output_tokens": 9, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    if body["model"] == "claude-think":
+        blocks.insert(0, {"type": "thinking", "thinking": "Let me think it over.", "signature": "sig-abc123"})
+        usage.update(cache_creation_input_tokens=100, cache_read_input_tokens=2000)
+    elif body["model"] == "claude-search":
+        blocks = SEARCH_BLOCKS
     return {
         "id": "msg_01fake",
         "type": "message",
@@ -151,13 +170,19 @@ def _answer(body: dict[str, Any]) -> dict[str, Any]:
         "content": blocks,
         "stop_reason": stop,
         "stop_sequence": None,
-        "usage": {
-            "input_tokens": 21,
-            "output_tokens": 9,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        },
+        "usage": usage,
     }
+
+
+CITATION = {"type": "web_search_result_location", "url": "https://example.com/paris", "title": "Paris",
+            "encrypted_index": "enc-1", "cited_text": "Paris is the capital of France."}
+SEARCH_BLOCKS: list[dict[str, Any]] = [
+    {"type": "server_tool_use", "id": "srvtoolu_01", "name": "web_search", "input": {"query": "capital of France"}},
+    {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01", "content": [
+        {"type": "web_search_result", "url": "https://example.com/paris", "title": "Paris",
+         "encrypted_content": "enc-content", "page_age": None}]},
+    {"type": "text", "text": "The capital is Paris.", "citations": [CITATION]},
+]
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -169,7 +194,28 @@ async def _events(message: dict[str, Any], model: str) -> AsyncIterator[bytes]:
     yield _sse({"type": "message_start", "message": start})
     yield _sse({"type": "ping"})
     for index, block in enumerate(message["content"]):
-        if block["type"] == "text":
+        if block["type"] == "thinking":
+            head = {"type": "thinking", "thinking": "", "signature": ""}
+            yield _sse({"type": "content_block_start", "index": index, "content_block": head})
+            delta = {"type": "thinking_delta", "thinking": block["thinking"]}
+            yield _sse({"type": "content_block_delta", "index": index, "delta": delta})
+            delta = {"type": "signature_delta", "signature": block["signature"]}
+            yield _sse({"type": "content_block_delta", "index": index, "delta": delta})
+        elif block["type"] == "web_search_tool_result":
+            yield _sse({"type": "content_block_start", "index": index, "content_block": block})
+        elif block["type"] == "server_tool_use":
+            yield _sse({"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}})
+            delta = {"type": "input_json_delta", "partial_json": orjson.dumps(block["input"]).decode()}
+            yield _sse({"type": "content_block_delta", "index": index, "delta": delta})
+        elif block["type"] == "text" and block.get("citations"):
+            head = {"type": "text", "text": "", "citations": []}
+            yield _sse({"type": "content_block_start", "index": index, "content_block": head})
+            for citation in block["citations"]:
+                delta = {"type": "citations_delta", "citation": citation}
+                yield _sse({"type": "content_block_delta", "index": index, "delta": delta})
+            yield _sse({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta",
+                                                                                 "text": block["text"]}})
+        elif block["type"] == "text":
             yield _sse({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
             text = block["text"]
             half = len(text) // 2
@@ -205,7 +251,7 @@ async def _events(message: dict[str, Any], model: str) -> AsyncIterator[bytes]:
         {
             "type": "message_delta",
             "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-            "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            "usage": {**message["usage"]},
         }
     )
     yield _sse({"type": "message_stop"})

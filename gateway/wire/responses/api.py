@@ -15,13 +15,14 @@ import orjson
 
 from llm_gateway.vocab.errors import GatewayError
 from llm_gateway.vocab.types import Kind
+from llm_gateway.wire.openai_wire import OpenAIShapes
 from llm_gateway.wire.responses.events import ResponseEvents
 from llm_gateway.wire.responses.format import echo_fields, to_chat_body, to_response
 
 RESPONSES_PATH = "/v1/responses"
 
 
-class ResponsesWire:
+class ResponsesWire(OpenAIShapes):
     kind: Kind = "chat"
     label = "responses"  # the `endpoint` label of this path's metrics and request log lines
 
@@ -32,9 +33,6 @@ class ResponsesWire:
 
     def answer(self, result: dict[str, Any], echo: dict[str, Any]) -> dict[str, Any]:
         return to_response(result, echo)
-
-    def error_body(self, exc: GatewayError) -> dict[str, Any]:
-        return exc.to_body()
 
     def framer(self, echo: dict[str, Any]) -> ResponsesFramer:
         return ResponsesFramer(ResponseEvents(echo))

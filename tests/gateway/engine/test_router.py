@@ -412,3 +412,48 @@ async def test_a_primed_stream_dropped_unread_releases_its_deployment() -> None:
     del stream  # the client left before the body started: nobody iterates or closes it
     gc.collect()
     assert router.health()[0]["in_flight"] == 0
+
+
+# a call in a protocol the adapter may not speak (Call.native)
+
+
+class Native(Scripted):
+    native_protocols = frozenset({"anthropic.messages"})
+
+    async def count_tokens(self, call: Call) -> int | None:
+        self.calls.append(call.model)
+        return 42
+
+
+def native_call(untranslatable: tuple[tuple[str, str], ...]) -> Call:
+    from llm_gateway.vocab.types import NativeRequest
+
+    c = call()
+    c.native = NativeRequest("anthropic.messages", {"model": "chat"}, {}, c.body["messages"], untranslatable)
+    return c
+
+
+async def test_what_chat_cannot_carry_is_a_400_naming_it_on_a_backend_that_does_not_speak_the_protocol() -> None:
+    from llm_gateway.vocab.errors import InvalidRequest
+
+    adapters = {"a": Scripted("a")}
+    router = make_router({"chat": alias("chat", ("a", "m", 1.0))}, adapters, [])
+    with pytest.raises(InvalidRequest) as info:
+        await router.send(native_call((("thinking", "needs reasoning"),)), ctx())
+    assert info.value.param == "thinking" and info.value.message.startswith("thinking: needs reasoning")
+    assert adapters["a"].calls == []  # refused before the upstream was asked
+    assert (await router.send(native_call(()), ctx()))["served_by"] == "a/m"  # nothing untranslatable: served
+
+
+async def test_a_backend_that_speaks_the_protocol_gets_it_whatever_it_carries() -> None:
+    adapters = {"a": Native("a")}
+    router = make_router({"chat": alias("chat", ("a", "m", 1.0))}, adapters, [])
+    assert (await router.send(native_call((("thinking", "needs reasoning"),)), ctx()))["served_by"] == "a/m"
+
+
+async def test_count_tokens_asks_the_first_deployment_that_counts_else_none() -> None:
+    router = make_router({"chat": alias("chat", ("a", "m", 1.0), ("b", "n", 1.0))},
+                         {"a": Scripted("a"), "b": Native("b")}, [])
+    assert await router.count_tokens(call()) == 42
+    plain = make_router({"chat": alias("chat", ("a", "m", 1.0))}, {"a": Scripted("a")}, [])
+    assert await plain.count_tokens(call()) is None

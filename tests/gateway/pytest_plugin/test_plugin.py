@@ -89,6 +89,42 @@ def test_record_then_replay_without_upstream_then_fail_on_a_changed_prompt(
     assert sorted((project / "recordings" / "test_inner").glob("*.json")) == files  # replay never writes
 
 
+ANTHROPIC_TEST = """
+import asyncio
+
+ASK = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_messages(anthropic_client):
+    message = anthropic_client.messages.create(model="echo", max_tokens=32, messages=ASK)
+    assert message.content[0].text == "echo: What is the capital of France?"
+    assert message.usage.input_tokens == 11
+
+
+def test_messages_stream(async_anthropic_client):
+    async def run():
+        async with async_anthropic_client.messages.stream(model="echo", max_tokens=32, messages=ASK) as stream:
+            return await stream.get_final_message()
+
+    assert asyncio.run(run()).content[0].text == "echo: What is the capital of France?"
+
+
+def test_the_same_conversation_on_chat(openai_client):
+    answer = openai_client.chat.completions.create(model="echo", max_tokens=32, messages=ASK)
+    assert answer.choices[0].message.content == "echo: What is the capital of France?"
+"""
+
+
+def test_anthropic_client_records_and_any_protocol_replays(project: Path, upstream: FakeUpstream) -> None:
+    (project / "test_inner.py").write_text(ANTHROPIC_TEST)
+    recorded = run_inner(project, upstream.url, "--gateway-record-mode=record", "-k", "messages")  # type: ignore[attr-defined]
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert len(list((project / "recordings" / "test_inner").glob("*.json"))) == 1  # one conversation, one key
+    replayed = run_inner(project, f"http://127.0.0.1:{free_port()}")  # chat replays what messages recorded
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "3 passed" in replayed.stdout
+
+
 def test_auto_records_only_what_is_missing(project: Path, upstream: FakeUpstream) -> None:
     first = run_inner(project, upstream.url, "--gateway-record-mode=auto")  # type: ignore[attr-defined]
     assert first.returncode == 0, first.stdout + first.stderr
