@@ -78,8 +78,8 @@ class Drain:
 class _DrainingHandler:
     """A signal handler that starts the drain and then calls the one it replaced.
 
-    It exposes the replaced bound method's `__self__` (the uvicorn Server) because sse-starlette finds the server
-    that way to notice a shutdown.
+    It exposes the replaced bound method's `__self__` (the uvicorn Server), as the handler it replaces did, for code
+    that finds the server through the signal handler.
     """
 
     def __init__(self, drain: Drain, previous: Callable[[int, FrameType | None], Any]) -> None:
