@@ -20,6 +20,7 @@ from llm_gateway.adapters.anthropic_format import (
 from llm_gateway.adapters.http import (
     CONTEXT_MARKERS,
     HttpUpstream,
+    correlation_headers,
     iter_sse,
     make_client,
     parse_json,
@@ -74,7 +75,8 @@ class AnthropicAdapter:
         content = orjson.dumps(request)
         try:
             async with asyncio.timeout(self.upstream.total_timeout):
-                response = await self.client.post(self.prefix + "/messages", content=content, headers=_headers(call))
+                headers = _headers(call, self.upstream)
+                response = await self.client.post(self.prefix + "/messages", content=content, headers=headers)
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.name) from None
         except TimeoutError:
@@ -137,7 +139,10 @@ class AnthropicAdapter:
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         translator = StreamTranslator(request["model"], include_usage)
         http_request = self.client.build_request(
-            "POST", self.prefix + "/messages", content=orjson.dumps(request), headers=_headers(call, stream=True)
+            "POST",
+            self.prefix + "/messages",
+            content=orjson.dumps(request),
+            headers=_headers(call, self.upstream, stream=True),
         )
         try:
             response = await self.client.send(http_request, stream=True)
@@ -225,10 +230,9 @@ class AnthropicAdapter:
         )
 
 
-def _headers(call: Call, *, stream: bool = False) -> dict[str, str]:
+def _headers(call: Call, upstream: HttpUpstream, *, stream: bool = False) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
-    if call.request_id:
-        headers["x-request-id"] = call.request_id
+    headers.update(correlation_headers(upstream, call.request_id))
     return headers
 
 

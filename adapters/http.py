@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,31 @@ class HttpUpstream:
     read_timeout: float = 60.0
     total_timeout: float = 600.0  # a whole answer, end to end
     max_connections: int = 1000
+    # request correlation: the header the request id goes out in ("" sends none), and in what form: "uuid" (what
+    # every upstream accepts; llama-cpp-python's server refuses anything else) or "verbatim" (the id as it is)
+    request_id_header: str = "x-request-id"
+    request_id_format: str = "uuid"
+
+
+_REQUEST_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b7d-4e8f-9a0b-1c2d3e4f5a6b")
+
+
+def upstream_request_id(request_id: str) -> str:
+    """The request id as a UUID: a UUID stays itself, the gateway's own `req_<32 hex>` is those digits, and any other
+    id a client sent becomes the UUID derived from it (uuid5, so the same id always maps to the same UUID)."""
+    digits = request_id.removeprefix("req_")
+    try:
+        return str(uuid.UUID(digits))
+    except ValueError:
+        return str(uuid.uuid5(_REQUEST_ID_NAMESPACE, request_id))
+
+
+def correlation_headers(upstream: HttpUpstream, request_id: str) -> dict[str, str]:
+    """The header that carries the request id upstream, in the form this provider is configured to send."""
+    if not request_id or not upstream.request_id_header:
+        return {}
+    value = request_id if upstream.request_id_format == "verbatim" else upstream_request_id(request_id)
+    return {upstream.request_id_header: value}
 
 
 def make_client(

@@ -15,6 +15,7 @@ import orjson
 from llm_gateway.adapters.http import (
     CONTEXT_MARKERS,
     HttpUpstream,
+    correlation_headers,
     iter_sse,
     make_client,
     parse_json,
@@ -65,7 +66,7 @@ class OpenAIAdapter:
         content = orjson.dumps(call.upstream_body())
         try:
             async with asyncio.timeout(self.upstream.total_timeout):
-                response = await self.client.post(path, content=content, headers=_headers_for(call))
+                response = await self.client.post(path, content=content, headers=_headers_for(call, self.upstream))
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.name) from None
         except TimeoutError:
@@ -82,7 +83,8 @@ class OpenAIAdapter:
 
     async def _stream(self, path: str, call: Call) -> AsyncIterator[dict[str, Any]]:
         content = orjson.dumps(call.upstream_body())
-        request = self.client.build_request("POST", path, content=content, headers=_headers_for(call, stream=True))
+        headers = _headers_for(call, self.upstream, stream=True)
+        request = self.client.build_request("POST", path, content=content, headers=headers)
         try:
             response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -124,10 +126,9 @@ class OpenAIAdapter:
             await response.aclose()
 
 
-def _headers_for(call: Call, *, stream: bool = False) -> dict[str, str]:
+def _headers_for(call: Call, upstream: HttpUpstream, *, stream: bool = False) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
-    if call.request_id:
-        headers["x-request-id"] = call.request_id
+    headers.update(correlation_headers(upstream, call.request_id))
     return headers
 
 

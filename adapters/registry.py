@@ -42,6 +42,8 @@ class ProviderFields(Protocol):
     concurrency: int
     embedding_dim: int
     stream_delay_ms: int
+    request_id_header: str
+    request_id_format: str
 
 
 Build = Callable[[ProviderFields, Any], Adapter]  # (settings, transport for tests or None) -> adapter
@@ -70,6 +72,8 @@ def http_upstream(p: ProviderFields) -> HttpUpstream:
         read_timeout=t.read,
         total_timeout=t.total,
         max_connections=p.max_connections,
+        request_id_header=p.request_id_header,
+        request_id_format=p.request_id_format,
     )
 
 

@@ -54,6 +54,8 @@ class ProviderSettings:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     max_connections: int = 1000
+    request_id_header: str = "x-request-id"  # "" sends no request id upstream
+    request_id_format: str = "uuid"  # uuid | verbatim
     # anthropic
     anthropic_version: str = "2023-06-01"
     default_max_tokens: int = 4096
@@ -276,6 +278,8 @@ def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSetting
         headers=t.string_map("headers"),
         timeouts=_parse_timeouts(t.table("timeout")),
         max_connections=t.integer("max_connections", d.max_connections, minimum=1),
+        request_id_header=t.string("request_id_header", d.request_id_header),
+        request_id_format=t.string("request_id_format", d.request_id_format, choices=("uuid", "verbatim")),
         anthropic_version=t.string("anthropic_version", d.anthropic_version),
         default_max_tokens=t.integer("default_max_tokens", d.default_max_tokens, minimum=1),
         model_path=t.string("model_path", d.model_path),

@@ -299,3 +299,21 @@ async def test_other_endpoints(adapter: OpenAIAdapter, upstream: respx.MockRoute
     assert (await adapter.complete(complete))["choices"][0]["text"] == "x"
     assert await adapter.list_models() == [{"id": "gpt-x"}]
     await adapter.aclose()
+
+
+def test_the_request_id_goes_upstream_as_a_uuid_in_the_configured_header() -> None:
+    from llm_gateway.adapters.http import HttpUpstream, correlation_headers, upstream_request_id
+
+    own = "req_0123456789ab4def8123456789abcdef"
+    assert upstream_request_id(own) == "01234567-89ab-4def-8123-456789abcdef"  # the gateway's own id: its digits
+    assert upstream_request_id("trace-7:abc") == upstream_request_id("trace-7:abc")  # stable, and a UUID
+    assert len(upstream_request_id("trace-7:abc")) == 36
+    uuid_id = "5f0c8a1e-2b3d-4c5e-8f70-0123456789ab"
+    assert upstream_request_id(uuid_id) == uuid_id
+    default = HttpUpstream(name="u", base_url="http://x")
+    assert correlation_headers(default, own) == {"x-request-id": "01234567-89ab-4def-8123-456789abcdef"}
+    named = HttpUpstream(
+        name="u", base_url="http://x", request_id_header="x-correlation-id", request_id_format="verbatim"
+    )
+    assert correlation_headers(named, own) == {"x-correlation-id": own}
+    assert correlation_headers(HttpUpstream(name="u", base_url="http://x", request_id_header=""), own) == {}

@@ -1,0 +1,160 @@
+"""Real OpenAI-compatible servers nobody here wrote, as upstreams of a real `gateway serve`, driven by the openai SDK:
+llama-cpp-python's own server (it accepts only UUIDs as x-request-id, and answers its validation errors with 500) and
+LiteLLM's proxy with its mock responses. Chat, streams with usage, embeddings, errors, and a record -> stop the
+upstreams -> replay round trip that must give back exactly what the client got while recording."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.support.gateway_process import gateway_process
+from tests.support.real_upstreams import Process, litellm_proxy, llama_server, require_llama_server
+
+CHAT = {"llama": "llama-chat", "litellm": "lite-chat"}
+EMBED = {"llama": "llama-embed", "litellm": "lite-embed"}
+MESSAGES = [{"role": "user", "content": "Name a colour."}]
+
+
+@pytest.fixture(scope="module")
+def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Process]]:
+    directory = tmp_path_factory.mktemp("upstreams")
+    model = require_llama_server()
+    with (
+        llama_server(directory, model) as chat,
+        llama_server(directory, model, embedding=True) as embed,
+        litellm_proxy(directory) as lite,
+    ):
+        yield {"chat": chat, "embed": embed, "lite": lite}
+
+
+def config(upstreams: dict[str, Process], recordings: Path, mode: str = "off") -> str:
+    return f"""
+[providers.llama]
+type = "openai"
+base_url = "{upstreams["chat"].url}/v1"
+
+[providers.llama_embed]
+type = "openai"
+base_url = "{upstreams["embed"].url}/v1"
+
+[providers.litellm]
+type = "openai"
+base_url = "{upstreams["lite"].url}/v1"
+api_key = "sk-anything"
+
+[models.llama-chat]
+provider = "llama"
+model = "smollm2"
+
+[models.llama-embed]
+provider = "llama_embed"
+model = "smollm2"
+
+[models.lite-chat]
+provider = "litellm"
+model = "mock-gpt"
+
+[models.lite-embed]
+provider = "litellm"
+model = "mock-embed"
+
+[models.lite-missing]
+provider = "litellm"
+model = "no-such-model"
+
+[recording]
+mode = "{mode}"
+store = "directory"
+path = "{recordings}"
+"""
+
+
+def sdk(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key="anything", max_retries=0)
+
+
+@pytest.mark.parametrize("upstream", ["llama", "litellm"])
+def test_chat_streams_embeddings_and_errors_through_a_real_upstream(
+    upstream: str, upstreams: dict[str, Process], tmp_path: Path
+) -> None:
+    with gateway_process(tmp_path, config(upstreams, tmp_path / "rec")) as gw:
+        client = sdk(gw.url)
+        raw = client.chat.completions.with_raw_response.create(
+            model=CHAT[upstream], messages=MESSAGES, max_tokens=8, temperature=0
+        )
+        answer = raw.parse()
+        assert raw.headers["x-gateway-deployment"].startswith("llama/" if upstream == "llama" else "litellm/")
+        assert answer.choices[0].message.content and answer.usage.completion_tokens > 0
+
+        chunks = list(
+            client.chat.completions.create(
+                model=CHAT[upstream], messages=MESSAGES, max_tokens=8, temperature=0, stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        usage = [c.usage for c in chunks if c.usage]
+        if upstream == "litellm":  # it sends usage when asked
+            assert usage and usage[-1].completion_tokens > 0
+        else:  # llama-cpp-python's server sends none: the gateway relays what the upstream said, nothing invented
+            assert usage == []
+
+        floats = client.embeddings.create(model=EMBED[upstream], input=["a cat"], encoding_format="float")
+        assert [d.index for d in floats.data] == [0] and floats.data[0].embedding
+        packed = client.embeddings.create(model=EMBED[upstream], input="a cat")  # the SDK asks for base64
+        # relayed as the upstream answered: llama-cpp-python's server ignores encoding_format and, for a model without
+        # a pooling type (SmolLM2), sends one vector per token; LiteLLM's mock sends its configured floats
+        assert packed.data[0].embedding == floats.data[0].embedding
+
+        if upstream == "llama":
+            with pytest.raises(openai.BadRequestError) as info:
+                client.chat.completions.create(
+                    model="llama-chat", messages=[{"role": "user", "content": "word " * 1500}], max_tokens=5
+                )
+            assert info.value.code == "context_length_exceeded" and "maximum context length" in info.value.message
+        else:
+            with pytest.raises(openai.BadRequestError) as info:
+                client.chat.completions.create(model="lite-missing", messages=MESSAGES)
+            assert "no-such-model" in info.value.message
+        assert gw.proc.poll() is None
+
+
+def _exchanges(url: str) -> list[bytes]:
+    """The raw bytes a client gets for a chat, a stream and an embedding from each upstream."""
+    out: list[bytes] = []
+    with httpx.Client(base_url=url + "/v1", timeout=60) as http:
+        for upstream in ("llama", "litellm"):
+            chat = {"model": CHAT[upstream], "messages": MESSAGES, "max_tokens": 8, "temperature": 0}
+            out.append(http.post("/chat/completions", json=chat).raise_for_status().content)
+            stream = {**chat, "stream": True, "stream_options": {"include_usage": True}}
+            out.append(http.post("/chat/completions", json=stream).raise_for_status().content)
+            embed = {"model": EMBED[upstream], "input": "a cat", "encoding_format": "base64"}
+            out.append(http.post("/embeddings", json=embed).raise_for_status().content)
+    return out
+
+
+def test_record_then_stop_the_upstreams_then_replay_gives_the_same_bytes(
+    upstreams: dict[str, Process], tmp_path: Path
+) -> None:
+    recordings = tmp_path / "rec"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with gateway_process(tmp_path / "a", config(upstreams, recordings, "record")) as gw:
+        recorded = _exchanges(gw.url)
+    for process in upstreams.values():
+        process.stop()
+    with gateway_process(tmp_path / "b", config(upstreams, recordings, "replay")) as gw:
+        replayed = _exchanges(gw.url)
+        client = sdk(gw.url)
+        answer = client.chat.completions.create(model="lite-chat", messages=MESSAGES, max_tokens=8, temperature=0)
+        assert answer.choices[0].message.content == "Hello from the LiteLLM mock"
+    assert replayed == recorded
+    assert orjson.loads(recorded[5])["data"][0]["embedding"] == [0.1, 0.2, 0.3]
+
