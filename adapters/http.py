@@ -127,7 +127,9 @@ def status_error(
 ) -> UpstreamError:
     """Map an upstream error status to the gateway's errors, keeping the upstream's message, type and code."""
     message, etype, code, param = _error_fields(content)
-    message = message or f"upstream {provider!r} answered HTTP {status}"
+    said = f"upstream {provider!r} answered HTTP {status}"
+    # llama-cpp-python's server answers a refused request 400 with no body at all
+    message = message or f"{said} with an empty body (it gave no reason)"
     if status == 429:
         return UpstreamRateLimited(
             message,
@@ -157,8 +159,10 @@ def status_error(
     if code == "context_length_exceeded" or (status in (400, 413) and any(m in lowered for m in context_markers)):
         code = "context_length_exceeded"
     kind = "4xx" if status < 500 else "5xx"
-    if status >= 500:
-        message = f"upstream {provider!r} answered HTTP {status}: {message}"
+    if status >= 500 and not message.startswith(said):
+        message = f"{said}: {message}"
+    elif status < 500 and code is None:
+        code = f"upstream_http_{status}"  # a 4xx the upstream gave no code for: never "bad_gateway"
     return UpstreamStatusError(
         message, provider=provider, upstream_status=status, type=etype, code=code, param=param, kind=kind
     )

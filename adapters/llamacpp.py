@@ -71,6 +71,11 @@ class LlamaCppAdapter:
         self._idle.clear()
         await asyncio.gather(*(asyncio.to_thread(w.close) for w in workers))
 
+    def unavailable_reason(self) -> str | None:
+        """Why this provider cannot serve at all (the extra or the model file missing), for the health report."""
+        problem = unavailable(self.settings)
+        return problem.message if problem is not None else None
+
     def worker_pids(self) -> list[int]:
         return sorted(w.pid for w in self._workers if w.alive)
 

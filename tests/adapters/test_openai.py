@@ -178,6 +178,8 @@ async def test_sse_events_split_across_reads_and_crlf(adapter: OpenAIAdapter, up
             "upstream_malformed_response",
         ),
         (httpx.Response(502, content=b"<html>Bad Gateway</html>"), UpstreamStatusError, 502, "bad_gateway"),
+        # llama-cpp-python's server refusing a request: 400 with an empty body; a 400 that says so, never bad_gateway
+        (httpx.Response(400, content=b""), UpstreamStatusError, 400, "upstream_http_400"),
         # the gateway's provider key refused: the gateway's failure (502), never a 401 blaming the client's key
         (
             httpx.Response(

@@ -48,8 +48,17 @@ type = "openai"
 base_url = "{upstreams["lite"].url}/v1"
 api_key = "sk-anything"
 
+[providers.llama_verbatim]  # the request id sent as it is: what every request got before ids went out as UUIDs
+type = "openai"
+base_url = "{upstreams["chat"].url}/v1"
+request_id_format = "verbatim"
+
 [models.llama-chat]
 provider = "llama"
+model = "smollm2"
+
+[models.llama-verbatim]
+provider = "llama_verbatim"
 model = "smollm2"
 
 [models.llama-embed]
@@ -124,6 +133,44 @@ def test_chat_streams_embeddings_and_errors_through_a_real_upstream(
                 client.chat.completions.create(model="lite-missing", messages=MESSAGES)
             assert "no-such-model" in info.value.message
         assert gw.proc.poll() is None
+
+
+def test_an_upstream_error_says_who_failed(upstreams: dict[str, Process], tmp_path: Path) -> None:
+    """llama-cpp-python's server refuses a non-UUID x-request-id with an empty 400: the answer and the log line say
+    which deployment it was, and the error says what the upstream did."""
+    with gateway_process(tmp_path, config(upstreams, tmp_path / "rec")) as gw:
+        response = httpx.post(
+            gw.url + "/v1/chat/completions",
+            json={"model": "llama-verbatim", "messages": MESSAGES, "max_tokens": 2},
+            headers={"x-request-id": "job-42.a"},
+        )
+        gw.terminate()
+        _, stderr = gw.wait(30)
+    error = response.json()["error"]
+    assert response.status_code == 400 and response.headers["x-gateway-deployment"] == "llama_verbatim/smollm2"
+    assert error["code"] == "upstream_http_400" and "empty body" in error["message"]
+    assert "'llama_verbatim'" in error["message"]
+    [line] = [orjson.loads(x) for x in stderr.splitlines() if '"request_id":"job-42.a"' in x]
+    assert (line["provider"], line["deployment"], line["status"]) == ("llama_verbatim", "llama_verbatim/smollm2", 400)
+
+
+def test_bodies_the_upstream_answers_500_do_not_take_its_only_deployment_out(
+    upstreams: dict[str, Process], tmp_path: Path
+) -> None:
+    """llama-cpp-python's server answers its own validation errors with 500: each such request is one attempt and
+    one failure, and the alias's only deployment stays in."""
+    with gateway_process(tmp_path, config(upstreams, tmp_path / "rec")) as gw:
+        client = sdk(gw.url)
+        for _ in range(4):  # more than cooldown_failures (3)
+            with pytest.raises(openai.InternalServerError) as info:
+                client.chat.completions.create(model="llama-chat", messages=MESSAGES, extra_body={"top_k": "many"})
+            assert info.value.status_code == 502 and "validation error" in info.value.message
+            assert info.value.response.headers["x-gateway-deployment"] == "llama/smollm2"
+        metrics = httpx.get(gw.url + "/metrics").text
+        healthy = 'gateway_deployment_healthy{alias="llama-chat",deployment="llama/smollm2",provider="llama"} 1.0'
+        assert healthy in metrics
+        assert 'gateway_upstream_errors_total{kind="5xx",provider="llama"} 4.0' in metrics
+        assert client.chat.completions.create(model="llama-chat", messages=MESSAGES, max_tokens=2).choices
 
 
 def _exchanges(url: str) -> list[bytes]:
