@@ -128,8 +128,9 @@ def status_error(
     """Map an upstream error status to the gateway's errors, keeping the upstream's message, type and code."""
     message, etype, code, param = _error_fields(content)
     said = f"upstream {provider!r} answered HTTP {status}"
-    # llama-cpp-python's server answers a refused request 400 with no body at all
-    message = message or f"{said} with an empty body (it gave no reason)"
+    if not message:  # llama-cpp-python's server answers a refused request 400 with no body at all
+        message = f"{said} with an empty body (it gave no reason)"
+        code = code or (f"upstream_http_{status}" if status < 500 else None)
     if status == 429:
         return UpstreamRateLimited(
             message,
@@ -161,11 +162,12 @@ def status_error(
     kind = "4xx" if status < 500 else "5xx"
     if status >= 500 and not message.startswith(said):
         message = f"{said}: {message}"
-    elif status < 500 and code is None:
-        code = f"upstream_http_{status}"  # a 4xx the upstream gave no code for: never "bad_gateway"
-    return UpstreamStatusError(
+    error = UpstreamStatusError(
         message, provider=provider, upstream_status=status, type=etype, code=code, param=param, kind=kind
     )
+    if status < 500 and code is None:
+        error.code = None  # a 4xx the upstream gave no code for: null, as OpenAI's own often is; never "bad_gateway"
+    return error
 
 
 CONTEXT_MARKERS = ("context length", "context_length", "maximum context", "too many tokens", "prompt is too long")

@@ -50,6 +50,9 @@ class OpenAIAdapter:
     async def embed(self, call: Call) -> dict[str, Any]:
         return await self._post("/embeddings", call)
 
+    async def moderate(self, call: Call) -> dict[str, Any]:
+        return await self._post("/moderations", call)
+
     async def list_models(self) -> list[dict[str, Any]]:
         try:
             response = await self.client.get("/models")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from llm_gateway.composition.adapters import build_adapters
+from llm_gateway.composition.adapters import build_adapters, share_deny_list
 from llm_gateway.composition.policies import build_policies
 from llm_gateway.composition.recorder import build_recorder
 from llm_gateway.config.settings import Settings, load_settings
@@ -25,6 +25,7 @@ from llm_gateway.server.shutdown import Drain
 def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> Gateway:
     """`transports` (tests) replaces the HTTP transport of the named providers (respx, httpx.MockTransport)."""
     adapters = build_adapters(settings.providers, transports)
+    share_deny_list(adapters, settings.guards.deny_list.patterns, settings.guards.deny_list.keywords)
     missing = {
         name: (", ".join(p.api_key_env) or f"providers.{name}.api_key")
         for name, p in settings.providers.items()

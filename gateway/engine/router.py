@@ -22,6 +22,7 @@ from typing import Any
 from llm_gateway.config.settings import Deployment, ModelSettings, RouterSettings
 from llm_gateway.vocab.errors import (
     GatewayError,
+    InvalidRequest,
     ModelNotFound,
     ProviderNotConfigured,
     ServiceUnavailable,
@@ -126,6 +127,15 @@ class Router:
                 return await adapter.chat(c)
             if c.kind == "completion":
                 return await adapter.complete(c)
+            if c.kind == "moderation":
+                moderate = getattr(adapter, "moderate", None)
+                if moderate is None:
+                    raise InvalidRequest(
+                        f"The model {c.alias!r} is served by provider {c.provider!r}, which has no moderations "
+                        "endpoint; route /v1/moderations to an OpenAI-compatible or mock provider.",
+                        param="model",
+                    )
+                return await moderate(c)
             return await adapter.embed(c)
 
         return await self._run(call, ctx, attempt)

@@ -281,6 +281,7 @@ MODEL_ENDPOINTS: dict[str, Wire] = {
     "/v1/chat/completions": OpenAIWire("chat"),
     "/v1/completions": OpenAIWire("completion"),
     "/v1/embeddings": OpenAIWire("embedding"),
+    "/v1/moderations": OpenAIWire("moderation"),
     RESPONSES_PATH: ResponsesWire(),
 }
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 import respx
 
-from llm_gateway.adapters.http import HttpUpstream
+from llm_gateway.adapters.http import HttpUpstream, upstream_request_id
 from llm_gateway.adapters.openai import OpenAIAdapter
 from llm_gateway.vocab.errors import (
     UpstreamError,
@@ -77,7 +77,7 @@ async def test_body_passes_through_with_the_upstream_model_and_provider_key(
     assert body["model"] == "gpt-x" and body["temperature"] == 0.3 and body["some_future_field"] == {"a": 1}
     assert call.body["model"] == "alias"  # the client's body is left alone
     assert request.headers["authorization"] == "Bearer sk-provider"
-    assert request.headers["x-org"] == "o1" and request.headers["x-request-id"] == "req_1"
+    assert request.headers["x-org"] == "o1" and request.headers["x-request-id"] == upstream_request_id("req_1")
 
 
 async def test_stream_relays_chunks_until_done(adapter: OpenAIAdapter, upstream: respx.MockRouter) -> None:
@@ -304,7 +304,7 @@ async def test_other_endpoints(adapter: OpenAIAdapter, upstream: respx.MockRoute
 
 
 def test_the_request_id_goes_upstream_as_a_uuid_in_the_configured_header() -> None:
-    from llm_gateway.adapters.http import HttpUpstream, correlation_headers, upstream_request_id
+    from llm_gateway.adapters.http import correlation_headers
 
     own = "req_0123456789ab4def8123456789abcdef"
     assert upstream_request_id(own) == "01234567-89ab-4def-8123-456789abcdef"  # the gateway's own id: its digits
