@@ -85,7 +85,7 @@ class RequestContext:
     key: KeyInfo | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
-    outcome: str = "upstream"  # upstream | replay | cache_hit | denied | error
+    outcome: str = "upstream"  # upstream | replay | cache_hit | error (a denial is `denied_by`)
     deployment: str = ""  # "<provider>/<model>" that served it
     provider: str = ""
     usage: Usage | None = None

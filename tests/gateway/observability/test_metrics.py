@@ -45,7 +45,6 @@ class DenyBlockedUser(BasePolicy):
     async def before(self, call: Call, ctx: RequestContext) -> Call | None:
         if call.body.get("user") == "blocked":
             ctx.denied_by = self.name
-            ctx.outcome = "denied"
             raise PermissionDenied("blocked for the test")
         return None
 
