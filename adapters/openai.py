@@ -34,6 +34,9 @@ class OpenAIAdapter:
         if upstream.api_key:
             headers["authorization"] = f"Bearer {upstream.api_key}"
         self.client = make_client(upstream, headers, transport)
+        # OpenAI's own API reads max_completion_tokens; other OpenAI-compatible servers (llama-cpp-python's, vLLM's
+        # older ones, LiteLLM's passthroughs) read only max_tokens: they get both, or a limit is silently ignored
+        self._also_max_tokens = "api.openai.com" not in upstream.base_url
 
     async def chat(self, call: Call) -> dict[str, Any]:
         return await self._post("/chat/completions", call)
@@ -65,8 +68,14 @@ class OpenAIAdapter:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    def _body(self, call: Call) -> dict[str, Any]:
+        body = call.upstream_body()
+        if self._also_max_tokens and body.get("max_tokens") is None and body.get("max_completion_tokens") is not None:
+            body["max_tokens"] = body["max_completion_tokens"]
+        return body
+
     async def _post(self, path: str, call: Call) -> dict[str, Any]:
-        content = orjson.dumps(call.upstream_body())
+        content = orjson.dumps(self._body(call))
         try:
             async with asyncio.timeout(self.upstream.total_timeout):
                 response = await self.client.post(path, content=content, headers=_headers_for(call, self.upstream))
@@ -85,7 +94,7 @@ class OpenAIAdapter:
         return data
 
     async def _stream(self, path: str, call: Call) -> AsyncIterator[dict[str, Any]]:
-        content = orjson.dumps(call.upstream_body())
+        content = orjson.dumps(self._body(call))
         headers = _headers_for(call, self.upstream, stream=True)
         request = self.client.build_request("POST", path, content=content, headers=headers)
         try:

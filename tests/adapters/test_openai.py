@@ -319,3 +319,19 @@ def test_the_request_id_goes_upstream_as_a_uuid_in_the_configured_header() -> No
     )
     assert correlation_headers(named, own) == {"x-correlation-id": own}
     assert correlation_headers(HttpUpstream(name="u", base_url="http://x", request_id_header=""), own) == {}
+
+
+async def test_max_completion_tokens_also_goes_as_max_tokens_to_servers_other_than_openai() -> None:
+    """Responses' max_output_tokens arrives as max_completion_tokens, which only OpenAI's own API reads."""
+    limit = {"max_completion_tokens": 24}
+    for base, expected in (("http://127.0.0.1:9/v1", {"max_completion_tokens": 24, "max_tokens": 24}),
+                           ("https://api.openai.com/v1", {"max_completion_tokens": 24})):
+        with respx.mock(base_url=base) as router:
+            route = router.post("/chat/completions").respond(json={"id": "x", "choices": []})
+            transport = httpx.MockTransport(router.async_handler)
+            adapter = OpenAIAdapter(HttpUpstream(name="up", base_url=base), transport=transport)
+            await adapter.chat(chat(**limit))
+            sent = orjson.loads(route.calls.last.request.content)
+            assert {k: sent[k] for k in ("max_completion_tokens", "max_tokens") if k in sent} == expected
+    client_said = chat(max_completion_tokens=24, max_tokens=30)  # a client that sent both keeps both
+    assert client_said.upstream_body()["max_tokens"] == 30

@@ -195,7 +195,7 @@ def test_sse_framing_is_exactly_openais(gateway_url: str) -> None:
         (b'{"model": "mock", "messages": [{"role": "user", "content": 5}]}', 400, "messages[0].content"),
         (b'{"model": "mock", "messages": [{"role": "user", "content": "a"}], "stream": "yes"}', 400, "stream"),
         (b'{"model": "mock", "messages": [{"role": "user", "content": "a"}], "temperature": 7}', 400, "temperature"),
-        (b'{"model": "mock", "messages": [{"role": "user", "content": "a"}], "max_tokens": 0}', 400, "max_tokens"),
+        (b'{"model": "mock", "messages": [{"role": "user", "content": "a"}], "n": 0}', 400, "n"),
         (b'{"messages": [{"role": "user", "content": "a"}]}', 400, "model"),
         (b'{"model": "nope", "messages": [{"role": "user", "content": "a"}]}', 404, "model"),
     ],

@@ -135,6 +135,18 @@ def test_chat_streams_embeddings_and_errors_through_a_real_upstream(
         assert gw.proc.poll() is None
 
 
+def test_responses_max_output_tokens_is_honoured_by_llama_cpp_pythons_server(
+    upstreams: dict[str, Process], tmp_path: Path
+) -> None:
+    """It reads only max_tokens: Responses' limit must reach it as that too, or 28 tokens come back for 24."""
+    with gateway_process(tmp_path, config(upstreams, tmp_path / "rec")) as gw:
+        response = sdk(gw.url).responses.create(
+            model="llama-chat", input="Write a long story about a dragon.", max_output_tokens=16, temperature=0
+        )
+    assert response.usage is not None and response.usage.output_tokens <= 16
+    assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
+
+
 def test_an_upstream_error_says_who_failed(upstreams: dict[str, Process], tmp_path: Path) -> None:
     """llama-cpp-python's server refuses a non-UUID x-request-id with an empty 400: the answer and the log line say
     which deployment it was, and the error says what the upstream did."""
