@@ -13,6 +13,7 @@ from typing import Any
 from llm_gateway.composition.adapters import build_adapters, share_deny_list
 from llm_gateway.composition.policies import build_policies
 from llm_gateway.composition.recorder import build_recorder
+from llm_gateway.composition.reload import ReloadingApp
 from llm_gateway.config.settings import Settings, load_settings
 from llm_gateway.engine.pipeline import Pipeline
 from llm_gateway.engine.router import Router
@@ -22,8 +23,11 @@ from llm_gateway.server.app import Gateway, GatewayApp, asgi_app
 from llm_gateway.server.shutdown import Drain
 
 
-def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = None) -> Gateway:
-    """`transports` (tests) replaces the HTTP transport of the named providers (respx, httpx.MockTransport)."""
+def build_gateway(
+    settings: Settings, *, transports: Mapping[str, Any] | None = None, drain: Drain | None = None
+) -> Gateway:
+    """`transports` (tests) replaces the HTTP transport of the named providers (respx, httpx.MockTransport);
+    `drain` is the running server's, handed to a gateway built by a reload so that SIGTERM still reaches it."""
     adapters = build_adapters(settings.providers, transports)
     share_deny_list(adapters, settings.guards.deny_list.patterns, settings.guards.deny_list.keywords)
     missing = {
@@ -44,7 +48,7 @@ def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = 
         policies=pipeline.policies,
     )
     router.on_upstream_error = observer.upstream_error
-    drain = Drain(settings.server.shutdown_grace_seconds)
+    drain = drain or Drain(settings.server.shutdown_grace_seconds)
     return Gateway(settings, adapters=adapters, router=router, pipeline=pipeline, observer=observer, drain=drain)
 
 
@@ -52,8 +56,15 @@ def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = Non
     return asgi_app(build_gateway(settings, transports=transports))
 
 
-def app_from_env() -> GatewayApp:
-    """uvicorn factory: `gateway serve` passes the config path (and overrides) through the environment."""
+def app_from_env() -> ReloadingApp:
+    """uvicorn factory: `gateway serve` passes the config path (and overrides) through the environment.
+
+    The app reloads gateway.toml on SIGHUP (composition/reload.py)."""
     settings = load_settings()
     configure_process_logging(settings.logging)  # the server's own log lines in the configured level and format
-    return create_app(settings)
+    return ReloadingApp(create_app(settings), lambda drain: create_app_reloaded(drain))
+
+
+def create_app_reloaded(drain: Drain) -> GatewayApp:
+    """The app for the config file as it is now (raises ConfigError, so a bad file changes nothing)."""
+    return asgi_app(build_gateway(load_settings(), drain=drain))

@@ -218,6 +218,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     guards = parse_guards(root.table("guards"))
     root.finish()
     _check_references(providers, models, problems, warnings)
+    if not models:
+        problems.append('models: no model alias is configured; add one, e.g. [models.mock] with provider = "mock"')
     if guards.moderation.alias and guards.moderation.alias not in models:
         problems.append(f"guards.moderation.alias: unknown alias {guards.moderation.alias!r}")
     if problems:
