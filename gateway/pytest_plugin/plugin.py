@@ -140,15 +140,27 @@ def gateway_base_url(llm_gateway: GatewayServer, gateway_recordings_dir: Path, p
     return llm_gateway.base_url
 
 
+def _openai() -> Any:
+    try:
+        import openai
+    except ImportError:
+        pytest.fail(
+            "the openai_client fixtures need the openai package: pip install openai (or pip install "
+            "'llm-gateway[pytest]')",
+            pytrace=False,
+        )
+    return openai
+
+
 @pytest.fixture
 def openai_client(gateway_base_url: str) -> Any:
-    import openai
+    openai = _openai()
 
     return openai.OpenAI(base_url=gateway_base_url, api_key=API_KEY, max_retries=0)
 
 
 @pytest.fixture
 def async_openai_client(gateway_base_url: str) -> Any:
-    import openai
+    openai = _openai()
 
     return openai.AsyncOpenAI(base_url=gateway_base_url, api_key=API_KEY, max_retries=0)

@@ -157,3 +157,15 @@ def test_kill_9_mid_recording_leaves_only_whole_recordings(tmp_path: Path, kind:
     assert writer.returncode == -signal.SIGKILL
     keys, corrupt = asyncio.run(_stored_keys(kind, path))
     assert len(keys) >= 20 and corrupt == []
+
+
+async def test_directory_recordings_are_readable_by_the_team_not_0600(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        await DirectoryStore(str(tmp_path)).put("a" * 32, recording("a" * 32))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / ("a" * 32 + ".json")).stat().st_mode) == 0o644

@@ -148,3 +148,13 @@ def test_a_user_project_with_its_own_gateway_adapters_policies_recordings_packag
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_the_openai_fixtures_say_what_to_install_without_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from llm_gateway.pytest_plugin import plugin
+
+    monkeypatch.setitem(sys.modules, "openai", None)  # import openai now raises ImportError
+    with pytest.raises(pytest.fail.Exception, match=r"pip install openai \(or pip install 'llm-gateway\[pytest\]'\)"):
+        plugin._openai()
