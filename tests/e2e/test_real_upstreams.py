@@ -22,15 +22,24 @@ MESSAGES = [{"role": "user", "content": "Name a colour."}]
 
 
 @pytest.fixture(scope="module")
-def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Process]]:
-    directory = tmp_path_factory.mktemp("upstreams")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Process]]:
+    directory = tmp_path_factory.mktemp("llama")
     model = require_llama_server()
-    with (
-        llama_server(directory, model) as chat,
-        llama_server(directory, model, embedding=True) as embed,
-        litellm_proxy(directory) as lite,
-    ):
-        yield {"chat": chat, "embed": embed, "lite": lite}
+    with llama_server(directory, model) as chat, llama_server(directory, model, embedding=True) as embed:
+        yield {"chat": chat, "embed": embed}
+
+
+@pytest.fixture(scope="module")
+def lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    with litellm_proxy(tmp_path_factory.mktemp("litellm")) as process:
+        yield process
+
+
+@pytest.fixture()
+def upstreams(llama: dict[str, Process], request: pytest.FixtureRequest) -> dict[str, Process]:
+    """The llama servers, and LiteLLM's proxy for the tests that drive it (the others run without it)."""
+    wants_lite = "litellm" in request.node.name or request.node.name.startswith("test_record_then")
+    return {**llama, "lite": request.getfixturevalue("lite")} if wants_lite else dict(llama)
 
 
 def config(upstreams: dict[str, Process], recordings: Path, mode: str = "off") -> str:
@@ -45,7 +54,7 @@ base_url = "{upstreams["embed"].url}/v1"
 
 [providers.litellm]
 type = "openai"
-base_url = "{upstreams["lite"].url}/v1"
+base_url = "{upstreams["lite"].url if "lite" in upstreams else "http://127.0.0.1:9"}/v1"
 api_key = "sk-anything"
 
 [providers.llama_verbatim]  # the request id sent as it is: what every request got before ids went out as UUIDs
