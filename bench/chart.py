@@ -1,4 +1,5 @@
-"""The PNG: requests/s per target at each concurrency (log scale), and p50 latency at one connection."""
+"""The PNG: requests/s per target at each concurrency (log scale), p50 latency at one connection, and each target's
+p99 against the open-loop rate it served (the frontier sweep), with the 5 and 50 ms bounds drawn."""
 
 from __future__ import annotations
 
@@ -20,7 +21,11 @@ def write_chart(results: dict[str, Any], path: Path) -> str | None:
         return "nothing was measured: no chart"
     conns = results["connections"]
     labels = [e["label"] for e in measured.values()]
-    fig, (rps_ax, lat_ax) = plt.subplots(1, 2, figsize=(15, 6), gridspec_kw={"width_ratios": [3, 2]})
+    swept = {k: e for k, e in measured.items() if (e.get("frontier") or {}).get("points")}
+    panels = 3 if swept else 2
+    fig, axes = plt.subplots(1, panels, figsize=(15 + 6 * (panels - 2), 6),
+                             gridspec_kw={"width_ratios": [3, 2, 3][:panels]})
+    rps_ax, lat_ax = axes[0], axes[1]
     width = 0.8 / len(conns)
     for i, c in enumerate(conns):
         values = [e["load"].get(str(c), {}).get("rps", 0) for e in measured.values()]
@@ -44,6 +49,8 @@ def write_chart(results: dict[str, Any], path: Path) -> str | None:
     lat_ax.set_xlabel(f"latency at {first} connection, ms (log)")
     lat_ax.legend()
     lat_ax.set_title("latency")
+    if swept:
+        _frontier_panel(axes[2], swept)
     m = results["machine"]
     fig.suptitle(f"llm-gateway benchmark, {results['started']} - {m['cores']} cores, {m['cpu']}; "
                  f"load {results['loadgen']}", fontsize=9)
@@ -52,3 +59,19 @@ def write_chart(results: dict[str, Any], path: Path) -> str | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
+
+
+def _frontier_panel(ax: Any, swept: dict[str, Any]) -> None:
+    for entry in swept.values():
+        points = [p for p in entry["frontier"]["points"] if p["p99_ms"] is not None]
+        if points:
+            ax.plot([p["achieved_rps"] for p in points], [p["p99_ms"] for p in points], marker="o", markersize=3,
+                    label=entry["label"])
+    for bound in (5, 50):
+        ax.axhline(bound, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("requests/s served, open loop (log)")
+    ax.set_ylabel("p99 ms (log)")
+    ax.legend(fontsize=6)
+    ax.set_title("frontier: p99 under offered load")

@@ -1,7 +1,8 @@
 """gateway.toml files for the gateway targets, written as a user would, and the one-off steps some targets need.
 
-Every variant serves alias `bench` from the fast upstream, `bench-stream` from its 200-chunk stream and `bench-slow`
-from the Python upstream's slow stream. Observability stays as shipped (metrics on, one request line per request).
+Every variant serves alias `bench` from the fast upstream, `bench-stream` from its 200-chunk stream,
+`bench-stream-short` from its 20-chunk stream and `bench-slow` from the Python upstream's slow stream (10,000 of them
+at once). Observability stays as shipped (metrics on, one request line per request).
 A variant whose feature this checkout lacks fails `gateway check`, and its target is skipped with that note.
 """
 
@@ -35,11 +36,16 @@ type = "openai"
 base_url = "{upstream}/stream/v1"
 api_key = "sk-bench-upstream"
 
+[providers.upstream_short]
+type = "openai"
+base_url = "{upstream}/short/v1"
+api_key = "sk-bench-upstream"
+
 [providers.upstream_slow]
 type = "openai"
 base_url = "{slow_upstream}/slow/v1"
 api_key = "sk-bench-upstream"
-max_connections = 2000
+max_connections = 20000
 timeout = {{ connect = 5, read = 120, total = 900, first_token = 60 }}
 
 [models.bench]
@@ -48,6 +54,10 @@ model = "{UPSTREAM_MODEL}"
 
 [models.bench-stream]
 provider = "upstream_stream"
+model = "{UPSTREAM_MODEL}"
+
+[models.bench-stream-short]
+provider = "upstream_short"
 model = "{UPSTREAM_MODEL}"
 
 [models.bench-slow]

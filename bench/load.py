@@ -91,6 +91,17 @@ class LoadGenerator:
         ).stdout
         return LoadResult(**json.loads(out))
 
+    def open_loop(self, url: str, body: bytes, rate: float, seconds: float, connections: int,
+                  headers: dict[str, str]) -> dict:
+        """One point of the frontier sweep: `rate` requests/s offered for `seconds` (bench/openloop.py)."""
+        body_file = self.workdir / "openloop-body.json"
+        body_file.write_bytes(body)
+        argv = [sys.executable, "-m", "bench.openloop", url, f"{rate:.3f}", str(seconds), str(connections),
+                str(body_file), *(f"{k}: {v}" for k, v in headers.items())]
+        out = subprocess.run(pinned(argv, self.cpus), capture_output=True, text=True, timeout=3 * seconds + 60,
+                             check=True).stdout
+        return json.loads(out)
+
 
 def parse_wrk(out: str) -> LoadResult:
     """Requests/s, the 50% and 99% latency lines of --latency, and every kind of error wrk counts."""

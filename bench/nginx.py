@@ -9,7 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-from bench.payloads import COMPLETION_BODY, STREAM_BODY
+from bench.payloads import COMPLETION_BODY, SHORT_STREAM_BODY, STREAM_BODY
 
 
 def nginx_binary() -> str | None:
@@ -38,6 +38,7 @@ http {{
 def upstream_config(prefix: Path, port: int) -> str:
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "stream.sse").write_bytes(STREAM_BODY)
+    (prefix / "short.sse").write_bytes(SHORT_STREAM_BODY)
     return _common(prefix) + f"""
     server {{
         listen 127.0.0.1:{port} backlog=4096;
@@ -45,6 +46,8 @@ def upstream_config(prefix: Path, port: int) -> str:
         # the stream is too long for a config string: a file, reached by turning the POST's 405 into a GET of it
         location = /stream/v1/chat/completions {{ error_page 405 =200 /stream.sse; return 405; }}
         location = /stream.sse {{ internal; root {prefix}; default_type text/event-stream; }}
+        location = /short/v1/chat/completions {{ error_page 405 =200 /short.sse; return 405; }}
+        location = /short.sse {{ internal; root {prefix}; default_type text/event-stream; }}
         location = /health {{ default_type application/json; return 200 '{{"status": "ok"}}'; }}
     }}
 }}

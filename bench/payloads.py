@@ -1,4 +1,4 @@
-"""The bytes every target sees: one chat request body, the upstream's fixed answer, and a 200-chunk stream."""
+"""The bytes every target sees: one chat request body, the upstream's fixed answer, 200- and 20-chunk streams."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import orjson
 MODEL = "bench"  # the alias every target serves (LiteLLM: model_name, gateway: [models.bench])
 UPSTREAM_MODEL = "gpt-4o-mini"
 STREAM_CHUNKS = 200
+SHORT_STREAM_CHUNKS = 20  # the leak check's streams: per-request state, 100k of them in ~2 minutes
 
 REQUEST = {
     "model": MODEL,
@@ -55,3 +56,4 @@ def stream_frames(count: int = STREAM_CHUNKS) -> list[bytes]:
 
 
 STREAM_BODY = b"".join(stream_frames())
+SHORT_STREAM_BODY = b"".join(stream_frames(SHORT_STREAM_CHUNKS))

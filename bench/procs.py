@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -28,6 +29,23 @@ def cpu_split() -> tuple[str, str] | None:
     if len(cpus) < 2 or shutil.which("taskset") is None:
         return None
     return str(cpus[0]), ",".join(str(c) for c in cpus[1:])
+
+
+def raise_open_files(wanted: int = 65536) -> int:
+    """Lift this process's RLIMIT_NOFILE towards `wanted` (the hard limit too, where allowed: root), so that it and
+    every process it starts (they inherit it) can hold 10,000 streams. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):  # not root: the soft limit can still rise to the hard one
+            pass
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
 
 
 def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
@@ -159,6 +177,23 @@ def tree_rss(root: int) -> int:
         except OSError:
             continue
     return total
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process tree has used so far, from /proc/<pid>/stat (clock ticks, 10 ms)."""
+    user = system = 0
+    for pid in tree_pids(root):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / _TICK, system / _TICK
 
 
 class PeakRss:

@@ -14,11 +14,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import nginx
+from bench import frontier, nginx
+from bench.frontier import FRACTIONS
+from bench.leak import leak_checks, leak_target
 from bench.load import LoadGenerator
+from bench.open_streams import open_streams
 from bench.payloads import REQUEST_BODY
-from bench.procs import PeakRss, Service, cpu_split, free_port
-from bench.streams import open_streams, stream_figures
+from bench.procs import PeakRss, Service, cpu_split, free_port, raise_open_files
+from bench.streams import median_figures, stream_figures
 from bench.targets import TARGETS, Env, Running, Skipped, Target, post
 
 MB = 2**20
@@ -33,8 +36,12 @@ class Options:
     use_nginx: bool = True
     streams: bool = True
     stream_runs: int = 30
-    open_streams: int = 1000
+    open_streams: tuple[int, ...] = (1000, 10000)  # concurrent slow streams held open on policies off; () skips
     leak_requests: int = 0  # 0: no leak check
+    frontier: bool = True  # the open-loop rate sweep of every target (bench/frontier.py)
+    frontier_seconds: float = 2.0  # per offered rate
+    frontier_connections: int = 64
+    frontier_fractions: tuple[float, ...] = FRACTIONS  # offered rates, as fractions of the closed-loop peak
     rounds: int = 1  # load rounds over all targets; each figure is the median over them
     warmup_seconds: float = 1.0
     pin: bool = True  # targets on their own CPUs, load generator and upstream on another (procs.cpu_split)
@@ -45,6 +52,7 @@ def log(message: str) -> None:
 
 
 def run_benchmark(options: Options) -> dict[str, Any]:
+    open_files = raise_open_files()  # before anything starts: every process inherits it (10,000 open streams)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         split = cpu_split() if options.pin else None
@@ -65,6 +73,9 @@ def run_benchmark(options: Options) -> dict[str, Any]:
             "seconds": options.seconds,
             "rounds": options.rounds,
             "connections": list(options.connections),
+            "open_files_limit": open_files,
+            "frontier_settings": {"seconds": options.frontier_seconds, "connections": options.frontier_connections,
+                                  "fractions": list(options.frontier_fractions), "bounds_ms": list(frontier.BOUNDS_MS)},
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "targets": {},
             "leak": None,
@@ -169,6 +180,11 @@ def _load_round(
                 f"  p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f} ms"
                 f"  rss {peak.bytes / MB:6.1f} MB  errors {result.errors}"
             )
+        if options.streams and running.stream is not None:  # in every round too: drift hits streams alike
+            figures = stream_figures(running.service.url, running.stream, running.headers, options.stream_runs)
+            entry.setdefault("stream_rounds", []).append(figures)
+            log(f"   stream: ttfb {figures['ttfb_ms']:.2f} ms, 200 chunks in {figures['stream_ms']:.2f} ms, "
+                f"{figures['chunks_per_s']:.0f} chunks/s (1), {figures['chunks_per_s_8_streams']:.0f} (8)")
     except Exception as exc:  # noqa: BLE001
         _failed(entry, running, exc)
 
@@ -184,6 +200,8 @@ def _summarize(entry: dict[str, Any]) -> None:
             "errors": sum(r["errors"] for r in rows),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
         }
+    if entry.get("stream_rounds"):
+        entry["stream"] = median_figures(entry["stream_rounds"])
 
 
 def _extras(
@@ -194,55 +212,53 @@ def _extras(
     options: Options,
     results: dict[str, Any],
 ) -> None:
-    """Streams, open streams and the leak check, after the rounds."""
+    """The frontier sweep, open streams and the leak check, after the rounds."""
     try:
-        if options.streams and running.stream is not None:
-            entry["stream"] = stream_figures(running.service.url, running.stream, running.headers, options.stream_runs)
-            log(
-                f"== {target.label}: stream ttfb {entry['stream']['ttfb_ms']:.2f} ms, "
-                f"{entry['stream']['chunks_per_s']:.0f} chunks/s"
-            )
-        if options.streams and options.open_streams and running.slow_stream is not None and target.key == "gateway-off":
-            entry["open_streams"] = open_streams(
-                running.service.url, running.slow_stream, running.headers, running.service, options.open_streams
-            )
-            log(f"   {entry['open_streams']['opened']} open streams: rss {entry['open_streams']['rss_mb']:.1f} MB")
-        if options.leak_requests and target.key == _leak_target(options):
-            results["leak"] = _leak_check(target, running, loadgen, options.leak_requests)
+        if options.frontier and entry["load"]:
+            peak = max(r["rps"] for r in entry["load"].values())
+            entry["frontier"] = _frontier(target, running, loadgen, options, peak)
+        if options.streams and running.slow_stream is not None and target.key == "gateway-off":
+            entry["open_streams"] = [_open_streams(running, count) for count in options.open_streams]
+        if options.leak_requests and target.key == leak_target(options.targets):
+            results["leak"] = leak_checks(target.key, running, loadgen, options.leak_requests, log,
+                                          min(2.0, options.seconds))
     except Exception as exc:  # noqa: BLE001
         _failed(entry, running, exc)
+
+
+def _frontier(target: Target, running: Running, loadgen: LoadGenerator, options: Options, peak: float
+              ) -> dict[str, Any]:
+    log(f"== {target.label}: frontier, open loop from {peak * options.frontier_fractions[0]:.0f} req/s up")
+    if options.warmup_seconds:
+        loadgen.run(running.url, REQUEST_BODY, 8, options.warmup_seconds, running.headers)
+
+    def measure(rate: float) -> dict[str, Any]:
+        point = loadgen.open_loop(running.url, REQUEST_BODY, rate, options.frontier_seconds,
+                                  options.frontier_connections, running.headers)
+        p99 = "never" if point["p99_ms"] is None else f"{point['p99_ms']:.2f} ms"
+        log(f"   offered {rate:8.0f} req/s: served {point['achieved_rps']:8.0f}, p99 {p99}, "
+            f"generator lag p50 {point['lag_p50_ms']:.2f} / p99 {point['lag_p99_ms']:.2f} ms, "
+            f"cpu {point['generator_cpu']:.2f}, errors {point['errors']}")
+        return point
+
+    result = frontier.sweep(measure, peak, options.frontier_fractions)
+    log("   frontier: " + ", ".join(f"p99 < {b:g} ms: {frontier.describe(result, b)}" for b in frontier.BOUNDS_MS))
+    return result
+
+
+def _open_streams(running: Running, count: int) -> dict[str, Any]:
+    spec = running.slow_stream
+    assert spec is not None
+    found = open_streams(running.service.url + spec.path, spec.body, running.headers, running.service, count)
+    log(f"   {found['opened']}/{found['attempted']} open streams in {found['open_seconds']:.1f}s: "
+        f"rss {found['idle_rss_mb']:.1f} -> {found['rss_mb']:.1f} MB" + (f"; {found['limited_by']}"
+                                                                        if found["limited_by"] else ""))
+    return found
 
 
 def _failed(entry: dict[str, Any], running: Running, exc: Exception) -> None:
     entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
     log(f"   error: {entry['error']}\n   log: {running.service.log_tail(800)}")
-
-
-def _leak_target(options: Options) -> str:
-    return "gateway-policies" if "gateway-policies" in options.targets else "gateway-off"
-
-
-def _leak_check(target: Target, running: Running, loadgen: LoadGenerator, total: int) -> dict[str, Any]:
-    """RSS sampled between slices of load at 8 connections until `total` requests were served."""
-    samples = [(0, running.service.rss_bytes() / MB)]
-    served = errors = 0
-    while served < total:
-        result = loadgen.run(running.url, REQUEST_BODY, 8, 2, running.headers)
-        served += result.requests
-        errors += result.errors
-        samples.append((served, running.service.rss_bytes() / MB))
-    # the first slices fill pools and caches; growth is judged from the first sample past 10% of the requests
-    base = next(rss for n, rss in samples if n >= total * 0.1)
-    log(f"   leak check: {served} requests, rss {base:.1f} -> {samples[-1][1]:.1f} MB")
-    return {
-        "target": target.key,
-        "requests": served,
-        "errors": errors,
-        "samples": samples,
-        "baseline_rss_mb": base,
-        "final_rss_mb": samples[-1][1],
-        "growth_mb": samples[-1][1] - base,
-    }
 
 
 def machine() -> dict[str, Any]:

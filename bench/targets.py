@@ -52,6 +52,7 @@ class Running:
     headers: dict[str, str] = field(default_factory=dict)
     stream: StreamSpec | None = None
     slow_stream: StreamSpec | None = None  # for the open-streams measurement
+    short_stream: StreamSpec | None = None  # for the leak check over streamed requests
     owned: bool = True
     path: str = "/v1/chat/completions"
 
@@ -67,8 +68,12 @@ class Target:
     start: Callable[[Env], Running]
 
 
+_PASS_STREAMS = {"stream": StreamSpec("/stream/v1/chat/completions", STREAM_REQUEST_BODY),
+                 "short_stream": StreamSpec("/short/v1/chat/completions", STREAM_REQUEST_BODY)}
+
+
 def _direct(env: Env) -> Running:
-    return Running(env.upstream, stream=StreamSpec("/stream/v1/chat/completions", STREAM_REQUEST_BODY), owned=False)
+    return Running(env.upstream, owned=False, **_PASS_STREAMS)
 
 
 def _nginx_proxy(env: Env) -> Running:
@@ -80,7 +85,7 @@ def _nginx_proxy(env: Env) -> Running:
     service = Service("nginx-proxy", nginx.argv(prefix, config), port=port, log=prefix / "stdout.log",
                       cpus=env.target_cpus)
     service.wait_ready(15)
-    return Running(service, stream=StreamSpec("/stream/v1/chat/completions", STREAM_REQUEST_BODY))
+    return Running(service, **_PASS_STREAMS)
 
 
 def _minimal(env: Env) -> Running:
@@ -88,7 +93,7 @@ def _minimal(env: Env) -> Running:
     service = Service("minimal", [sys.executable, "-m", "bench.proxy", str(port), env.upstream.url], port=port,
                       log=env.dir("minimal") / "stdout.log", cpus=env.target_cpus)
     service.wait_ready(30)
-    return Running(service, stream=StreamSpec("/stream/v1/chat/completions", STREAM_REQUEST_BODY))
+    return Running(service, **_PASS_STREAMS)
 
 
 def _gateway_body(model: str) -> bytes:
@@ -117,7 +122,8 @@ def _start_gateway(name: str, config: Path, port: int, *args: str, cpus: str | N
 def _gateway_running(service: Service, headers: dict[str, str] | None = None) -> Running:
     return Running(service, headers=headers or {},
                    stream=StreamSpec("/v1/chat/completions", _gateway_body("bench-stream")),
-                   slow_stream=StreamSpec("/v1/chat/completions", _gateway_body("bench-slow")))
+                   slow_stream=StreamSpec("/v1/chat/completions", _gateway_body("bench-slow")),
+                   short_stream=StreamSpec("/v1/chat/completions", _gateway_body("bench-stream-short")))
 
 
 def _gateway_off(env: Env) -> Running:
@@ -153,7 +159,7 @@ def _gateway_replay(env: Env) -> Running:
         raise Skipped(f"`gateway check` refuses the recording config: {problem}")
     recorder = _start_gateway("gateway-record", config, port, "--record-mode", "record")
     try:
-        for body in (REQUEST_BODY, _gateway_body("bench-stream")):
+        for body in (REQUEST_BODY, _gateway_body("bench-stream"), _gateway_body("bench-stream-short")):
             post(recorder.url + "/v1/chat/completions", body)
     finally:
         recorder.stop()
@@ -191,6 +197,9 @@ def _litellm(env: Env) -> Running:
         "model_list:\n"
         f"  - model_name: {MODEL}\n"
         f'    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{env.upstream.url}/v1", api_key: sk-fake}}\n'
+        "  - model_name: bench-stream\n"
+        f'    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{env.upstream.url}/stream/v1", '
+        "api_key: sk-fake}\n"
         "litellm_settings: {telemetry: false}\n"
     )
     port = free_port()
@@ -199,7 +208,8 @@ def _litellm(env: Env) -> Running:
                       port=port, log=directory / "stdout.log", cwd=directory, ready_path="/health/liveliness",
                       env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}, cpus=env.target_cpus)
     service.wait_ready(180)
-    return Running(service, headers={"Authorization": "Bearer sk-fake"})
+    return Running(service, headers={"Authorization": "Bearer sk-fake"},
+                   stream=StreamSpec("/v1/chat/completions", _gateway_body("bench-stream")))
 
 
 TARGETS = [

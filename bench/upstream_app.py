@@ -2,7 +2,8 @@
 
     /v1/chat/completions         the fixed chat completion (the fallback when nginx is not installed)
     /stream/v1/chat/completions  the 200-chunk stream, all at once
-    /slow/v1/chat/completions    one chunk a second until the client leaves (keeps 1,000 streams open)
+    /short/v1/chat/completions   a 20-chunk stream, all at once (the leak check)
+    /slow/v1/chat/completions    one chunk a second until the client leaves (keeps 10,000 streams open)
 
 Run: python -m bench.upstream_app PORT  (uvicorn with uvloop and httptools).
 """
@@ -13,7 +14,7 @@ import asyncio
 import sys
 from typing import Any
 
-from bench.payloads import COMPLETION_BODY, STREAM_BODY, stream_frames
+from bench.payloads import COMPLETION_BODY, SHORT_STREAM_BODY, STREAM_BODY, stream_frames
 
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
@@ -31,6 +32,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if path == "/stream/v1/chat/completions":
         headers, body = _SSE, STREAM_BODY
+    elif path == "/short/v1/chat/completions":
+        headers, body = _SSE, SHORT_STREAM_BODY
     elif path in ("/v1/chat/completions", "/health"):
         headers, body = _JSON, COMPLETION_BODY
     else:

@@ -61,6 +61,12 @@ def test_a_short_run_measures_each_target_and_writes_json_report_and_chart(tmp_p
             "2",
             "--open-streams",
             "5",
+            "--frontier-seconds",
+            "0.3",
+            "--frontier-fractions",
+            "0.2,0.5",
+            "--leak",
+            "150",
             "--out",
             str(tmp_path),
         ],
@@ -81,12 +87,20 @@ def test_a_short_run_measures_each_target_and_writes_json_report_and_chart(tmp_p
             row = entry["load"][connections]
             assert row["requests"] > 0 and row["errors"] == 0, (key, connections, row)
             assert row["peak_rss_mb"] > 0
-        assert entry["stream"]["frames"] == 201  # 200 chunks and [DONE], through every target
-    opened = results["targets"]["gateway-off"]["open_streams"]
-    assert (opened["opened"], opened["failed"]) == (5, 0)
+        assert entry["stream"]["frames_min"] == entry["stream"]["frames_max"] == 201  # 200 chunks and [DONE]
+        assert entry["stream"]["chunks_per_s"] > 0 and entry["stream"]["chunks_per_s_8_streams"] > 0
+        sweep = entry["frontier"]  # the open-loop generator answered every point it tried
+        assert sweep["points"] and all(p["requests"] > 0 for p in sweep["points"]), (key, sweep)
+        assert set(sweep["frontier"]) == {"5", "50"}
+    (opened,) = results["targets"]["gateway-off"]["open_streams"]
+    assert (opened["streams"], opened["opened"], opened["failed"], opened["limited_by"]) == (5, 5, 0, None)
+    leak = results["leak"]  # on policies off (policies not in this run): whole requests, then streamed ones
+    assert leak["target"] == "gateway-off"
+    for kind in ("whole", "streamed"):
+        assert leak[kind]["requests"] >= 150 and leak[kind]["errors"] == 0, (kind, leak[kind])
     assert "upstream direct" in done.stdout and "gateway, policies off" in done.stdout
-    # one row in the summary, one per concurrency in the detail, one in the stream table
-    assert (tmp_path / "latest.md").read_text().count("| gateway, policies off |") == 4
+    # one row in the summary, one per concurrency in the detail, one in the stream and the frontier tables
+    assert (tmp_path / "latest.md").read_text().count("| gateway, policies off |") == 5
     try:
         import matplotlib  # noqa: F401 - the chart is the optional `bench` extra
     except ImportError:

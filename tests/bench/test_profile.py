@@ -43,3 +43,27 @@ def test_the_report_names_the_target_and_its_per_request_figures() -> None:
     )
     assert "gateway, policies off: 2000 req/s at c=8" in text
     assert "instructions per request: 845k" in text and "note: py-spy not installed" in text
+
+
+def test_a_stream_profile_reports_per_chunk_and_scales_self_time_to_us_per_chunk() -> None:
+    text = render(
+        {
+            "target": "gateway, policies off",
+            "rps": 100.0,
+            "connections": 8,
+            "p50_ms": 5.0,
+            "errors": 0,
+            "unit": "chunk",
+            "cpu_us_per_request": 4000.0,
+            "cpu_us_per_chunk": 20.0,
+            "cpu_user_share": 0.75,
+            "notes": [],
+            "samples": 100,
+            "self_by_file": [("uvicorn/protocols/http/httptools_impl.py", 50.0)],
+            "self_by_function": [("RequestResponseCycle.send (uvicorn/protocols/http/httptools_impl.py:544)", 25.0)],
+        },
+        10,
+    )
+    assert "100 streams/s at c=8" in text
+    assert "CPU per chunk: 20.0 us (4000 us per stream), 75% user space" in text
+    assert " 25.0%    5.00 us  RequestResponseCycle.send" in text
