@@ -271,8 +271,11 @@ class Router:
                     self.on_upstream_error(exc.provider or dep.provider, exc.kind)
                 if not exc.retryable:
                     # the deployment is fine (it answered), the request is not: no failure counted, and no latency
-                    # sample either, since a quick 400 would make lowest_latency favour whoever rejects fastest
+                    # sample either, since a quick 400 would make lowest_latency favour whoever rejects fastest; it
+                    # is still a request that failed on it, as the usage page's per-alias table counts it
                     state.failures = 0
+                    if id(state) not in charged:
+                        state.errors += 1
                     raise
                 self._failed_once(route, state, charged)
                 excluded.add(id(state))

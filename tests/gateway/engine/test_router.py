@@ -196,8 +196,8 @@ async def test_a_client_error_is_not_retried() -> None:
     assert info.value.status == 400 and len(adapters["a"].calls) == 1 and sleeps == []
     health = router.health()[0]  # the deployment answered: healthy, but a quick 400 is no latency sample or "served"
     assert (
-        health["healthy"] and health["errors"] == 0 and health["served"] == 0 and health["latency_ewma_seconds"] is None
-    )
+        health["healthy"] and health["errors"] == 1 and health["served"] == 0 and health["latency_ewma_seconds"] is None
+    )  # errors: the request failed on it, as the per-alias table counts it; its health is untouched
 
 
 async def test_429_waits_at_least_retry_after() -> None:
