@@ -191,6 +191,9 @@ def test_bodies_the_upstream_answers_500_do_not_take_its_only_deployment_out(
         healthy = 'gateway_deployment_healthy{alias="llama-chat",deployment="llama/smollm2",provider="llama"} 1.0'
         assert healthy in metrics
         assert 'gateway_upstream_errors_total{kind="5xx",provider="llama"} 4.0' in metrics
+        stats = httpx.get(gw.url + "/ui/api/stats").json()  # the usage page's two tables agree
+        [row] = [d for d in stats["deployments"] if d["alias"] == "llama-chat"]
+        assert row["errors"] == stats["by_alias"]["llama-chat"]["errors"] == 4 and row["status"] == "healthy"
         assert client.chat.completions.create(model="llama-chat", messages=MESSAGES, max_tokens=2).choices
 
 
