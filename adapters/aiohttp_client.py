@@ -3,7 +3,7 @@
 httpx.AsyncClient on the aiohttp transport cost ~300 us a request on top of aiohttp itself (URL merging, header and
 cookie models, the auth and redirect layers; BENCHMARKS.md), which halved the gateway's requests/s. This client keeps
 the adapters' code unchanged (`post`, `get`, `build_request` + `send(stream=True)`, a response with `status_code`,
-`content`, `headers`, `aiter_bytes`, `aread`, `aclose`) and raises the same httpx exceptions, mapped from aiohttp's
+`content`, `headers`, `aiter_raw`, `aread`, `aclose`) and raises the same httpx exceptions, mapped from aiohttp's
 by httpx-aiohttp, so the error mapping in adapters/http.py holds for both. Tests that inject an httpx transport
 (respx) still get a real httpx.AsyncClient (see make_client).
 """
@@ -45,10 +45,14 @@ class UpstreamResponse:
         self.content = content
         self._response = response
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive, still encoded: the session never inflates (adapters/http_read does,
+        within bounds)."""
         with map_aiohttp_exceptions():
             async for piece in self._response.content.iter_any():
                 yield piece
+
+    aiter_bytes = aiter_raw  # the gateway asks for identity encoding; what is not identity is inflated by the reader
 
     async def aread(self) -> bytes:
         with map_aiohttp_exceptions():
@@ -82,6 +86,7 @@ class AiohttpClient:
                 connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0),
                 cookie_jar=aiohttp.DummyCookieJar(),  # one client serves every caller: no cookie carries over
                 trust_env=False,
+                auto_decompress=False,  # a gzip bomb is inflated in bounded steps by the reader, never here
             )
         return self._session
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -21,11 +21,10 @@ from llm_gateway.adapters.http import (
     CONTEXT_MARKERS,
     HttpUpstream,
     correlation_headers,
-    iter_sse,
+    fetch_json,
     make_client,
-    parse_json,
     status_error,
-    transport_error,
+    stream_sse,
 )
 from llm_gateway.vocab.errors import (
     InvalidRequest,
@@ -72,31 +71,19 @@ class AnthropicAdapter:
     async def chat(self, call: Call) -> dict[str, Any]:
         request = to_messages_request(call, self.default_max_tokens)
         request.pop("stream", None)
-        content = orjson.dumps(request)
-        try:
-            async with asyncio.timeout(self.upstream.total_timeout):
-                headers = _headers(call, self.upstream)
-                response = await self.client.post(self.prefix + "/messages", content=content, headers=headers)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.name) from None
-        except TimeoutError:
-            raise transport_error(httpx.ReadTimeout("total timeout"), self.name) from None
-        if response.status_code >= 400:
-            raise self._status_error(response.status_code, response.content, response.headers)
-        data = parse_json(response.content, self.name)
+        data, body = await fetch_json(
+            self.client, self.upstream, "POST", self.prefix + "/messages", self._status_error,
+            content=orjson.dumps(request), headers=_headers(call, self.upstream),
+        )
         if data.get("type") == "error" or ("error" in data and "content" not in data):
-            raise self._status_error(502, response.content, response.headers)  # a 200 carrying an error
+            raise self._status_error(502, body, {})  # a 200 carrying an error
         if not isinstance(data.get("content"), list):
             raise UpstreamMalformed(
                 f"upstream {self.name!r} sent a message without content", provider=self.name, kind="malformed"
             )
         try:
             return to_chat_completion(data, request["model"])
-        except (
-            AttributeError,
-            TypeError,
-            ValueError,
-        ) as exc:  # valid JSON, wrong shape (a block that is not an object...)
+        except (AttributeError, TypeError, ValueError) as exc:  # valid JSON, wrong shape (a block not an object...)
             raise self._malformed("message", exc) from None
 
     def stream_chat(self, call: Call) -> AsyncIterator[dict[str, Any]]:
@@ -106,91 +93,36 @@ class AnthropicAdapter:
         return chat_to_text_completion(await self.chat(completion_as_chat(call)))
 
     async def stream_complete(self, call: Call) -> AsyncIterator[dict[str, Any]]:
-        chunks = self._stream(completion_as_chat(call))
-        try:
+        async with aclosing(self._stream(completion_as_chat(call))) as chunks:
             async for chunk in chunks:
                 out = chunk_to_text_completion(chunk)
                 if out is not None:
                     yield out
-        finally:
-            await chunks.aclose()
 
     async def embed(self, call: Call) -> dict[str, Any]:
         raise InvalidRequest(f"provider {self.name!r} (Anthropic) does not serve embeddings", param="model")
 
     async def list_models(self) -> list[dict[str, Any]]:
-        try:
-            response = await self.client.get(self.prefix + "/models")
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.name) from None
-        if response.status_code >= 400:
-            raise self._status_error(response.status_code, response.content, response.headers)
+        data, _ = await fetch_json(self.client, self.upstream, "GET", self.prefix + "/models", self._status_error)
         return [
             {"id": m.get("id", ""), "object": "model", "created": 0, "owned_by": "anthropic"}
-            for m in parse_json(response.content, self.name).get("data") or []
+            for m in data.get("data") or []
         ]
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def _stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    def _stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
         request = to_messages_request(call, self.default_max_tokens)
         request["stream"] = True
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
-        translator = StreamTranslator(request["model"], include_usage)
-        http_request = self.client.build_request(
-            "POST",
-            self.prefix + "/messages",
-            content=orjson.dumps(request),
-            headers=_headers(call, self.upstream, stream=True),
+        return stream_sse(
+            self.client, self.upstream, self.prefix + "/messages", self._status_error,
+            _AnthropicEvents(self, StreamTranslator(request["model"], include_usage)),
+            content=orjson.dumps(request), headers=_headers(call, self.upstream, stream=True),
         )
-        try:
-            response = await self.client.send(http_request, stream=True)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.name) from None
-        try:
-            if response.status_code >= 400:
-                raise self._status_error(response.status_code, await response.aread(), response.headers)
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                body = await response.aread()
-                data = parse_json(body, self.name)
-                if data.get("type") == "error" or "error" in data:
-                    raise self._status_error(502, body, response.headers)
-                raise UpstreamMalformed(
-                    f"upstream {self.name!r} answered a stream request without an event stream",
-                    provider=self.name,
-                    kind="malformed",
-                )
-            async for _event, data in iter_sse(response):
-                try:
-                    event = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    event = None
-                if not isinstance(event, dict):
-                    raise UpstreamMalformed(
-                        f"upstream {self.name!r} sent a malformed stream line: {data[:200]!r}",
-                        provider=self.name,
-                        kind="malformed",
-                    )
-                if event.get("type") == "error":
-                    raise self._stream_error(event)
-                try:
-                    chunks = translator.feed(event)
-                except (AttributeError, TypeError, ValueError) as exc:
-                    raise self._malformed(f"{event.get('type')!r} event", exc) from None
-                for chunk in chunks:
-                    yield chunk
-                if translator.done:
-                    return
-            raise UpstreamError(
-                f"upstream {self.name!r} ended the stream before message_stop", provider=self.name, kind="malformed"
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.name) from None
-        finally:
-            await response.aclose()
 
-    def _status_error(self, status: int, content: bytes, headers: httpx.Headers) -> UpstreamError:
+    def _status_error(self, status: int, content: bytes, headers: Mapping[str, str]) -> UpstreamError:
         if status == 529:  # Anthropic is overloaded: a 503 to an OpenAI client, retryable elsewhere
             message = _message(content) or "overloaded"
             return UpstreamUnavailable(
@@ -220,7 +152,7 @@ class AnthropicAdapter:
     def _stream_error(self, event: dict[str, Any]) -> UpstreamError:
         err = event.get("error") or {}
         if err.get("type") == "overloaded_error":
-            return self._status_error(529, orjson.dumps(event), httpx.Headers())
+            return self._status_error(529, orjson.dumps(event), {})
         return UpstreamStatusError(
             f"upstream {self.name!r} failed mid-stream: {err.get('message') or err.get('type')}",
             provider=self.name,
@@ -230,9 +162,45 @@ class AnthropicAdapter:
         )
 
 
+class _AnthropicEvents:
+    """A Messages stream: each event translated to OpenAI chunks; whole only at `message_stop`."""
+
+    __slots__ = ("adapter", "translator")
+    end_marker = "message_stop"
+
+    def __init__(self, adapter: AnthropicAdapter, translator: StreamTranslator) -> None:
+        self.adapter = adapter
+        self.translator = translator
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.translator.done)
+
+    def feed(self, event: str, data: bytes) -> Iterable[dict[str, Any]]:
+        adapter = self.adapter
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise UpstreamMalformed(
+                f"upstream {adapter.name!r} sent a malformed stream line: {data[:200]!r}",
+                provider=adapter.name,
+                kind="malformed",
+            )
+        if parsed.get("type") == "error":
+            raise adapter._stream_error(parsed)
+        try:
+            return self.translator.feed(parsed)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise adapter._malformed(f"{parsed.get('type')!r} event", exc) from None
+
+
 def _headers(call: Call, upstream: HttpUpstream, *, stream: bool = False) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
     headers.update(correlation_headers(upstream, call.request_id))
+    if call.traceparent:
+        headers["traceparent"] = call.traceparent
     return headers
 
 

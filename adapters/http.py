@@ -1,24 +1,40 @@
-"""HTTP plumbing shared by the adapters that talk to a remote upstream: one pooled client, error mapping, SSE."""
+"""What the adapters that talk to a remote upstream share: one pooled client, the error mapping, and the one
+skeleton of a call (`fetch_json` for a whole answer, `stream_sse` for a stream): send, status, a non-SSE answer,
+the SSE loop, transport errors, close. An adapter keeps only its translation (a `StreamTranslation` per stream).
+
+The skeleton is where an answer is held to its word: a stream is complete only when the upstream's protocol says so
+(the translation's end marker), every read is bounded (http_read), and `timeout.total` covers a stream as it does a
+whole answer. Addresses stay in the log: a client-facing message names the provider, never its host and port.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
 
 from llm_gateway.adapters.aiohttp_client import AiohttpClient
+from llm_gateway.adapters.http_read import past_total, read_body, read_error_body, sse_events
 from llm_gateway.vocab.errors import (
     UpstreamError,
+    UpstreamIncomplete,
     UpstreamMalformed,
     UpstreamRateLimited,
     UpstreamStatusError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+
+log = logging.getLogger("gateway.upstream")
+DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a large embeddings batch fits; a 10 GB body does not
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024  # one stream chunk; real ones are a few hundred bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +47,10 @@ class HttpUpstream:
     headers: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
-    total_timeout: float = 600.0  # a whole answer, end to end
+    total_timeout: float = 600.0  # a whole answer or a whole stream, end to end
     max_connections: int = 1000
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # a whole answer, after inflating
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES  # one line / event of a stream
     # request correlation: the header the request id goes out in ("" sends none), and in what form: "uuid" (what
     # every upstream accepts; llama-cpp-python's server refuses anything else) or "verbatim" (the id as it is)
     request_id_header: str = "x-request-id"
@@ -71,6 +89,7 @@ def make_client(
     httpx.AsyncClient over aiohttp still cost ~300 us a request (BENCHMARKS.md).
     """
     base_url, connect, read = upstream.base_url, upstream.connect_timeout, upstream.read_timeout
+    headers = {"accept-encoding": "identity", **headers}  # nothing to inflate; what is, is inflated within bounds
     max_connections = upstream.max_connections
     if transport is None:
         return AiohttpClient(base_url, headers=headers, connect=connect, read=read, max_connections=max_connections)
@@ -87,26 +106,26 @@ def make_client(
 
 
 def transport_error(exc: httpx.HTTPError, provider: str) -> UpstreamError:
-    """Map a transport failure (no HTTP answer, or a broken one) to the gateway's errors."""
+    """Map a transport failure (no HTTP answer, or a broken one) to the gateway's errors.
+
+    The client's message names the provider only; the exception (which carries host and port) goes to the log.
+    """
     cause = exc.__cause__
     cause_name = type(cause).__name__ if cause is not None else ""
+    log.warning("upstream %r: %s: %s", provider, type(exc).__name__, exc or cause)
     if cause_name in ("ServerDisconnectedError", "ClientOSError") or isinstance(
         exc, (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
     ):
-        return UpstreamError(
-            f"upstream {provider!r} closed the connection: {exc or cause_name}", provider=provider, kind="connect"
-        )
+        return UpstreamError(f"upstream {provider!r} closed the connection", provider=provider, kind="connect")
     if cause_name == "ClientConnectorError" or isinstance(exc, httpx.ConnectError):
-        return UpstreamUnavailable(f"upstream {provider!r} is unreachable: {exc}", provider=provider, kind="connect")
+        return UpstreamUnavailable(f"upstream {provider!r} is unreachable", provider=provider, kind="connect")
     if isinstance(exc, httpx.TimeoutException):
         phase = "connecting" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else "waiting for data"
         return UpstreamTimeout(f"upstream {provider!r} timed out {phase}", provider=provider, kind="timeout")
-    return UpstreamError(
-        f"upstream {provider!r} failed: {type(exc).__name__}: {exc}", provider=provider, kind="connect"
-    )
+    return UpstreamError(f"upstream {provider!r} failed: {type(exc).__name__}", provider=provider, kind="connect")
 
 
-def retry_after_seconds(headers: httpx.Headers) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     ms = headers.get("retry-after-ms")
     if ms:
         try:
@@ -123,7 +142,7 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
 
 
 def status_error(
-    provider: str, status: int, content: bytes, headers: httpx.Headers, *, context_markers: tuple[str, ...] = ()
+    provider: str, status: int, content: bytes, headers: Mapping[str, str], *, context_markers: tuple[str, ...] = ()
 ) -> UpstreamError:
     """Map an upstream error status to the gateway's errors, keeping the upstream's message, type and code."""
     message, etype, code, param = _error_fields(content)
@@ -208,30 +227,118 @@ def parse_json(content: bytes, provider: str) -> dict[str, Any]:
     return data
 
 
-async def iter_sse(response: httpx.Response) -> AsyncIterator[tuple[str, bytes]]:
-    """Yield (event, data) for each server-sent event; data lines of one event are joined with newlines."""
-    buffer = b""
-    event = ""
-    data: list[bytes] = []
-    async for piece in response.aiter_bytes():
-        buffer += piece
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                if data:
-                    yield event, b"\n".join(data)
-                event, data = "", []
-                continue
-            if line.startswith(b"data:"):
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif line.startswith(b"event:"):
-                event = line[6:].strip().decode("utf-8", "replace")
-            # comments (": ping"), id: and retry: lines carry nothing a chat stream needs
-    if buffer.strip():
-        line = buffer.rstrip(b"\r")
-        if line.startswith(b"data:"):
-            data.append(line[6:] if line[5:6] == b" " else line[5:])
-    if data:
-        yield event, b"\n".join(data)
+StatusErrors = Callable[[int, bytes, Mapping[str, str]], UpstreamError]  # an adapter's mapping of error answers
+
+
+class StreamTranslation(Protocol):
+    """One stream's translation from the upstream's events to OpenAI chunks; the adapter's only part of a stream."""
+
+    end_marker: str  # what the upstream's protocol sends when the stream is whole, for the error when it did not
+    complete: bool  # set by feed() once the upstream said the stream is whole
+
+    def feed(self, event: str, data: bytes) -> Iterable[dict[str, Any]]:
+        """The OpenAI chunks for one server-sent event (raise the shared errors on an error event)."""
+        ...
+
+
+async def fetch_json(
+    client: Any,
+    upstream: HttpUpstream,
+    method: str,
+    path: str,
+    errors: StatusErrors,
+    *,
+    content: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """A whole JSON answer (and its bytes), within `total_timeout` and `max_answer_bytes`; errors mapped."""
+    name = upstream.name
+    try:
+        async with asyncio.timeout(upstream.total_timeout):
+            response = await _send(client, client.build_request(method, path, content=content, headers=headers), name)
+            try:
+                if response.status_code >= 400:
+                    raise errors(response.status_code, await read_error_body(response, name), response.headers)
+                try:
+                    body = await read_body(response, name, upstream.max_answer_bytes)
+                except httpx.HTTPError as exc:
+                    raise _broken_body(exc, name, "before the whole answer") from None
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        raise past_total(name, upstream.total_timeout) from None
+    return parse_json(body, name), body
+
+
+async def stream_sse(
+    client: Any,
+    upstream: HttpUpstream,
+    path: str,
+    errors: StatusErrors,
+    translation: StreamTranslation,
+    *,
+    content: bytes,
+    headers: Mapping[str, str] | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """One stream, relayed as `translation` makes it: complete only on its end marker, bounded, within total."""
+    name = upstream.name
+    deadline = asyncio.get_running_loop().time() + upstream.total_timeout
+    response = await _send(client, client.build_request("POST", path, content=content, headers=headers), name)
+    try:
+        if response.status_code >= 400:
+            raise errors(response.status_code, await read_error_body(response, name), response.headers)
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            await _not_a_stream(response, upstream, errors, deadline)
+        events = sse_events(
+            response, name, max_event_bytes=upstream.max_event_bytes, deadline=deadline,
+            read_timeout=upstream.read_timeout, total_timeout=upstream.total_timeout,
+        )
+        async with aclosing(events):
+            async for event, data in events:
+                for chunk in translation.feed(event, data):
+                    yield chunk
+                if translation.complete:
+                    return
+        raise UpstreamIncomplete(
+            f"upstream {name!r} ended the stream before {translation.end_marker}: the answer is cut",
+            provider=name,
+            kind="malformed",
+        )
+    except httpx.HTTPError as exc:
+        raise _broken_body(exc, name, f"mid-stream, before {translation.end_marker}") from None
+    finally:
+        await response.aclose()
+
+
+async def _send(client: Any, request: Any, name: str) -> Any:
+    try:
+        return await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, name) from None
+
+
+async def _not_a_stream(response: Any, upstream: HttpUpstream, errors: StatusErrors, deadline: float) -> None:
+    """A server that ignored "stream" answered whole: an error body becomes its error, anything else is malformed."""
+    name = upstream.name
+    try:
+        async with asyncio.timeout_at(deadline):
+            body = await read_body(response, name, upstream.max_answer_bytes)
+    except TimeoutError:
+        raise past_total(name, upstream.total_timeout) from None
+    data = parse_json(body, name)
+    if "error" in data or data.get("type") == "error":
+        raise errors(502, body, response.headers)
+    raise UpstreamMalformed(
+        f"upstream {name!r} answered a stream request without an event stream", provider=name, kind="malformed"
+    )
+
+
+def _broken_body(exc: httpx.HTTPError, name: str, where: str) -> UpstreamError:
+    """A transport failure after the answer began: a timeout waiting for data, or an answer cut short."""
+    if isinstance(exc, httpx.TimeoutException):
+        return transport_error(exc, name)
+    log.warning("upstream %r broke off %s: %s: %s", name, where, type(exc).__name__, exc or exc.__cause__)
+    code = "upstream_stream_incomplete" if "stream" in where else "upstream_answer_truncated"
+    return UpstreamIncomplete(
+        f"upstream {name!r} closed the connection {where}", provider=name, kind="connect", code=code
+    )

@@ -5,8 +5,7 @@ Bodies pass through untouched but for the upstream model name; the provider's ke
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -16,11 +15,10 @@ from llm_gateway.adapters.http import (
     CONTEXT_MARKERS,
     HttpUpstream,
     correlation_headers,
-    iter_sse,
+    fetch_json,
     make_client,
-    parse_json,
     status_error,
-    transport_error,
+    stream_sse,
 )
 from llm_gateway.vocab.errors import UpstreamError, UpstreamMalformed, UpstreamStatusError
 from llm_gateway.vocab.types import Call
@@ -57,13 +55,8 @@ class OpenAIAdapter:
         return await self._post("/moderations", call)
 
     async def list_models(self) -> list[dict[str, Any]]:
-        try:
-            response = await self.client.get("/models")
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.name) from None
-        if response.status_code >= 400:
-            raise status_error(self.name, response.status_code, response.content, response.headers)
-        return list(parse_json(response.content, self.name).get("data") or [])
+        data, _ = await fetch_json(self.client, self.upstream, "GET", "/models", self._status_error)
+        return list(data.get("data") or [])
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -74,73 +67,57 @@ class OpenAIAdapter:
             body["max_tokens"] = body["max_completion_tokens"]
         return body
 
+    def _status_error(self, status: int, content: bytes, headers: Mapping[str, str]) -> UpstreamError:
+        return status_error(self.name, status, content, headers, context_markers=CONTEXT_MARKERS)
+
     async def _post(self, path: str, call: Call) -> dict[str, Any]:
-        content = orjson.dumps(self._body(call))
-        try:
-            async with asyncio.timeout(self.upstream.total_timeout):
-                response = await self.client.post(path, content=content, headers=_headers_for(call, self.upstream))
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.name) from None
-        except TimeoutError:
-            raise transport_error(httpx.ReadTimeout("total timeout"), self.name) from None
-        if response.status_code >= 400:
-            raise status_error(
-                self.name, response.status_code, response.content, response.headers, context_markers=CONTEXT_MARKERS
-            )
-        data = parse_json(response.content, self.name)
+        data, body = await fetch_json(
+            self.client, self.upstream, "POST", path, self._status_error,
+            content=orjson.dumps(self._body(call)), headers=_headers_for(call, self.upstream),
+        )
         if "error" in data and "choices" not in data and "data" not in data:
-            # some servers answer 200 with an error body
-            raise status_error(self.name, 502, response.content, response.headers)
+            raise status_error(self.name, 502, body, {})  # some servers answer 200 with an error body
         return data
 
-    async def _stream(self, path: str, call: Call) -> AsyncIterator[dict[str, Any]]:
-        content = orjson.dumps(self._body(call))
-        headers = _headers_for(call, self.upstream, stream=True)
-        request = self.client.build_request("POST", path, content=content, headers=headers)
+    def _stream(self, path: str, call: Call) -> AsyncIterator[dict[str, Any]]:
+        return stream_sse(
+            self.client, self.upstream, path, self._status_error, _OpenAIEvents(self.name),
+            content=orjson.dumps(self._body(call)), headers=_headers_for(call, self.upstream, stream=True),
+        )
+
+
+class _OpenAIEvents:
+    """An OpenAI-compatible stream: each event one chunk as it is; whole only at `data: [DONE]`."""
+
+    __slots__ = ("complete", "provider")
+    end_marker = "[DONE]"
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.complete = False
+
+    def feed(self, event: str, data: bytes) -> tuple[dict[str, Any], ...]:
+        if data == b"[DONE]":
+            self.complete = True
+            return ()
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.name) from None
-        try:
-            if response.status_code >= 400:
-                body = await response.aread()
-                raise status_error(
-                    self.name, response.status_code, body, response.headers, context_markers=CONTEXT_MARKERS
-                )
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                # a server that ignored "stream": answer whole; relay it as a body-shaped error or a parsed chunk
-                body = await response.aread()
-                data = parse_json(body, self.name)
-                if "error" in data:
-                    raise status_error(self.name, 502, body, response.headers)
-                raise UpstreamMalformed(
-                    f"upstream {self.name!r} answered a stream request without an event stream",
-                    provider=self.name,
-                    kind="malformed",
-                )
-            async for _event, data in iter_sse(response):
-                if data == b"[DONE]":
-                    return
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamMalformed(
-                        f"upstream {self.name!r} sent a malformed stream line: {data[:200]!r}",
-                        provider=self.name,
-                        kind="malformed",
-                    ) from None
-                if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
-                    raise _stream_error(self.name, chunk)
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.name) from None
-        finally:
-            await response.aclose()
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamMalformed(
+                f"upstream {self.provider!r} sent a malformed stream line: {data[:200]!r}",
+                provider=self.provider,
+                kind="malformed",
+            ) from None
+        if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+            raise _stream_error(self.provider, chunk)
+        return (chunk,)
 
 
 def _headers_for(call: Call, upstream: HttpUpstream, *, stream: bool = False) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
     headers.update(correlation_headers(upstream, call.request_id))
+    if call.traceparent:
+        headers["traceparent"] = call.traceparent
     return headers
 
 

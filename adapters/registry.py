@@ -34,6 +34,8 @@ class ProviderFields(Protocol):
     headers: Mapping[str, str]
     timeouts: Timeouts
     max_connections: int
+    max_answer_bytes: int
+    max_event_bytes: int
     anthropic_version: str
     default_max_tokens: int
     model_path: str
@@ -72,6 +74,8 @@ def http_upstream(p: ProviderFields) -> HttpUpstream:
         read_timeout=t.read,
         total_timeout=t.total,
         max_connections=p.max_connections,
+        max_answer_bytes=p.max_answer_bytes,
+        max_event_bytes=p.max_event_bytes,
         request_id_header=p.request_id_header,
         request_id_format=p.request_id_format,
     )

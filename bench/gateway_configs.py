@@ -90,6 +90,23 @@ action = "redact"
 """
 
 
+# auth with a virtual key and per-key rate limits, nothing else: the pair the shared-state target compares, with
+# the counters and keys in this process and SQLite, or on Redis and PostgreSQL ([state], added by the target)
+AUTH_LIMITS = """
+[auth]
+mode = "keys"
+master_key = "sk-bench-master-key-0001"
+
+[limits]
+rpm = 1000000000
+tpm = 1000000000000
+"""
+
+
+def shared_state(database_url: str, redis_url: str) -> str:
+    return f'\n[state]\ndatabase_url = "{database_url}"\nredis_url = "{redis_url}"\n'
+
+
 # the request log and Prometheus metrics off: what the gateway's observability costs, by difference with policies off
 QUIET = """
 [logging]

@@ -137,16 +137,35 @@ def _gateway_quiet(env: Env) -> Running:
 
 
 def _gateway_policies(env: Env) -> Running:
-    directory = env.dir("gateway-policies")
+    return _gateway_with_key(env, "gateway-policies", gateway_configs.POLICIES)
+
+
+def _gateway_with_key(env: Env, name: str, extra_toml: str) -> Running:
+    directory = env.dir(name)
     port = free_port()
     config = gateway_configs.write(directory, gateway_configs.base_config(
-        directory, port, env.upstream.url, env.slow_upstream.url) + gateway_configs.POLICIES)
+        directory, port, env.upstream.url, env.slow_upstream.url) + extra_toml)
     problem = gateway_configs.check(config)
     if problem:
         raise Skipped(f"`gateway check` refuses auth/limits/guards (policies not in this checkout?): {problem}")
     key = gateway_configs.create_key(config)
-    service = _start_gateway("gateway-policies", config, port, cpus=env.target_cpus)
+    service = _start_gateway(name, config, port, cpus=env.target_cpus)
     return _gateway_running(service, {"Authorization": f"Bearer {key}"})
+
+
+def _gateway_auth_local(env: Env) -> Running:
+    return _gateway_with_key(env, "gateway-auth-local", gateway_configs.AUTH_LIMITS)
+
+
+def _gateway_auth_shared(env: Env) -> Running:
+    from bench import fleet_state
+
+    try:
+        database_url, redis_url = fleet_state.servers()
+    except fleet_state.Missing as exc:
+        raise Skipped(str(exc)) from None
+    extra = gateway_configs.AUTH_LIMITS + gateway_configs.shared_state(database_url, redis_url)
+    return _gateway_with_key(env, "gateway-auth-shared", extra)
 
 
 def _gateway_replay(env: Env) -> Running:
@@ -219,6 +238,8 @@ TARGETS = [
     Target("gateway-off", "gateway, policies off", _gateway_off),
     Target("gateway-quiet", "gateway, policies+metrics+log off", _gateway_quiet),
     Target("gateway-policies", "gateway, auth+rate limit+PII", _gateway_policies),
+    Target("gateway-auth-local", "gateway, auth+rate limit, in-process state", _gateway_auth_local),
+    Target("gateway-auth-shared", "gateway, auth+rate limit on Redis+keys on PostgreSQL", _gateway_auth_shared),
     Target("gateway-replay", "gateway, replay hits", _gateway_replay),
     Target("gateway-workers2", "gateway --workers 2", _gateway_workers2),
     Target("portkey", "Portkey 1.15.2", _portkey),

@@ -154,6 +154,8 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
     out += _ratio(results, "policies off vs pass-through", "gateway-off", PASS, (8, 64), 1.0)
     out += _ratio(results, "auth+rate limit+PII vs pass-through", "gateway-policies", PASS, (8, 64), 0.8)
     out += _ratio(results, "replay hits vs pass-through", "gateway-replay", PASS, (8, 64), 2.0)
+    out += _ratio(results, "auth+rate limit on Redis+keys on PostgreSQL vs in-process", "gateway-auth-shared",
+                  "gateway-auth-local", (8, 64), 0.85)
     out += _observability_cost(results)
     out.append(_added_latency(results))
     out += _open_streams(results)

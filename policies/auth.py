@@ -4,7 +4,9 @@ Clients send `Authorization: Bearer <key>` or Azure's `api-key: <key>`. A key is
 stored hash is compared in constant time; a wrong, expired or revoked key gets the same 401, which says nothing about
 whether the key exists. Lookups are cached for `cache_ttl_seconds` (misses too, so a flood of made-up keys does not
 become a flood of queries), which is how long a revocation takes to reach every worker; expiry is checked on every
-request. Concurrent first requests with one key share a single lookup.
+request. Concurrent first requests with one key share a single lookup. A store that can report revocations as they
+happen (PostgreSQL's LISTEN/NOTIFY: `watch()`) has them dropped from the cache at once, so a key revoked on any
+machine is refused by every replica within a second, whatever the TTL.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class AuthPolicy(BasePolicy):
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
         self._lookups: dict[str, asyncio.Task[KeyRecord | None]] = {}
         self.counters = {"lookups": 0, "cache_hits": 0}
+        self._watching = False
+        self._generation = 0
 
     async def authenticate(self, ctx: RequestContext) -> KeyInfo:
         """The key this request carries, set on ctx.key; AuthenticationFailed otherwise."""
@@ -96,7 +100,22 @@ class AuthPolicy(BasePolicy):
             return aliases
         return [alias for alias in aliases if alias in key.models]
 
+    def forget(self, digest: str | None) -> None:
+        """Drop one key's cached lookup (None: all of them), as its store reports a change."""
+        self._generation += 1  # a lookup under way when this arrived may have read the old row: it is not cached
+        if digest is None:
+            self._cache.clear()
+            return
+        self.counters["revocations_heard"] += 1
+        self._cache.pop(digest, None)
+
     async def _record(self, digest: str) -> KeyRecord | None:
+        if not self._watching:
+            self._watching = True
+            watch = getattr(self.store, "watch", None)
+            if watch is not None:
+                self.counters["revocations_heard"] = 0
+                watch(self.forget)
         now = self._clock()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
@@ -111,7 +130,10 @@ class AuthPolicy(BasePolicy):
 
     async def _lookup(self, digest: str) -> KeyRecord | None:
         self.counters["lookups"] += 1
+        generation = self._generation
         record = await self.store.find(digest)
+        if generation != self._generation:
+            return record
         if len(self._cache) >= MAX_CACHED_KEYS:
             self._cache.clear()
         self._cache[digest] = (self._clock() + self.cache_ttl_seconds, record)

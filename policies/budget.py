@@ -6,22 +6,36 @@ batched off the hot path: usage is added to an in-memory batch that a background
 once per `refresh_seconds` and adds what this worker has recorded since, so one worker sees its own spend at once
 and other workers' within refresh + flush. Requests in flight when the budget runs out still finish, so a key can
 overshoot by what those cost.
+
+Admission also holds an estimate of the request's cost (prompt + max tokens at the alias's price, from the injected
+`estimate`) in a Ledger (policies/budget_ledger.py) until the real cost settles it, so parallel requests on a nearly
+spent key see each other: a key ends at most one request's estimate above its budget. The ledger is this worker's
+own by default and Redis's, shared by every replica, when [state] redis_url is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
+from llm_gateway.policies.budget_ledger import InProcessLedger, Ledger
 from llm_gateway.policies.key_store import KeyStore, UsageRow
-from llm_gateway.vocab.errors import QuotaExceeded
+from llm_gateway.vocab.counters import int_counters
+from llm_gateway.vocab.errors import QuotaExceeded, ServiceUnavailable
 from llm_gateway.vocab.types import BasePolicy, Call, RequestContext
 
 log = logging.getLogger("gateway.policy")
 _RECORDED = "budget.recorded"
+_HELD = "budget.held"  # ctx.state: (key id, ticket) of this request's reservation
+Estimate = Callable[[Call], float]
+
+
+_TICKET_PREFIX = f"{os.getpid()}-{os.urandom(4).hex()}-"  # unique across replicas: one reservation per request
 
 
 class BudgetPolicy(BasePolicy):
@@ -34,8 +48,13 @@ class BudgetPolicy(BasePolicy):
         flush_seconds: float = 1.0,
         refresh_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        estimate: Estimate | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.store = store
+        self.estimate = estimate
+        self.ledger = ledger if ledger is not None else InProcessLedger(self.spent, clock=clock)
+        self._tickets = itertools.count()
         self.flush_seconds = flush_seconds
         self.refresh_seconds = refresh_seconds
         self._clock = clock
@@ -50,22 +69,36 @@ class BudgetPolicy(BasePolicy):
         key = ctx.key
         if key is None or key.budget_usd is None:
             return None
-        spent = await self.spent(key.id)
-        if spent >= key.budget_usd:
+        estimate = self.estimate(call) if self.estimate is not None else 0.0
+        ticket = f"{_TICKET_PREFIX}{next(self._tickets)}"
+        spent = await self.ledger.reserve(key.id, ticket, estimate, key.budget_usd)
+        if spent is not None:
             self.counters["exhausted"] += 1
             raise QuotaExceeded(
                 f"The key `{key.name}` has used its budget: {usd(spent)} of {usd(key.budget_usd)}. "
                 "Ask the gateway's administrator for a higher budget or a new key."
             )
+        ctx.state[_HELD] = (key.id, ticket)
         return None
 
     async def after(self, call: Call, response: dict[str, Any], ctx: RequestContext) -> dict[str, Any] | None:
         self.record(call, ctx)
+        await self._release(ctx)
         return None
 
     async def end_stream(self, call: Call, ctx: RequestContext) -> list[dict[str, Any]]:
         self.record(call, ctx)
+        await self._release(ctx)
         return []
+
+    async def abandon(self, call: Call, ctx: RequestContext) -> None:
+        """The request failed or its client left after admission: give its reservation back."""
+        await self._release(ctx)
+
+    async def _release(self, ctx: RequestContext) -> None:
+        held = ctx.state.pop(_HELD, None)
+        if held is not None:
+            await self.ledger.settle(held[0], held[1], ctx.cost_usd)
 
     def record(self, call: Call, ctx: RequestContext) -> None:
         """Add this answered request to the batch (once)."""
@@ -92,7 +125,12 @@ class BudgetPolicy(BasePolicy):
         stored = self._stored_usd.get(key_id)
         if stored is None or stored[0] <= now:
             async with self._io:
-                value = await self.store.spent(key_id)
+                try:
+                    value = await self.store.spent(key_id)
+                except ServiceUnavailable:
+                    if stored is None:
+                        raise  # never read: nothing to check the budget against
+                    value = stored[1]  # the store is away: the last figure read, plus our own spend, still holds
                 self._stored_usd[key_id] = stored = (now + self.refresh_seconds, value)
         return stored[1] + self._unflushed_usd.get(key_id, 0.0)
 
@@ -135,6 +173,10 @@ class BudgetPolicy(BasePolicy):
                 log.exception("writing key spend to %s failed; retrying in %ss", self.store.location,
                               self.flush_seconds)
 
+    def counter_values(self) -> list[tuple[str, int]]:
+        ledger = [(f"ledger_{n}", v) for n, v in int_counters(getattr(self.ledger, "counters", None))]
+        return super().counter_values() + ledger
+
     async def aclose(self) -> None:
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
@@ -146,6 +188,7 @@ class BudgetPolicy(BasePolicy):
         try:
             await self.flush()
         finally:
+            await self.ledger.aclose()
             await self.store.aclose()
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_gateway.policies.rate_counter import Limit, RateCounter, Reading
+from llm_gateway.vocab.counters import int_counters
 from llm_gateway.vocab.errors import RateLimited
 from llm_gateway.vocab.types import BasePolicy, Call, KeyInfo, RequestContext
 
@@ -149,6 +150,10 @@ class RateLimitPolicy(BasePolicy):
                 Limit(f"alias:{alias}:tokens", per_alias.tpm) if per_alias.tpm else None,
             ))
         return scopes
+
+    def counter_values(self) -> list[tuple[str, int]]:
+        """The policy's counts and its counter's (a shared store's errors, requests admitted unchecked)."""
+        return super().counter_values() + list(int_counters(getattr(self.counter, "counters", None)))
 
     async def aclose(self) -> None:
         await self.counter.aclose()

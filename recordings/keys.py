@@ -53,6 +53,20 @@ class KeyMaker:
         canonical = orjson.dumps({"endpoint": endpoint, "alias": alias, "body": kept}, option=orjson.OPT_SORT_KEYS)
         return NormalizedRequest(endpoint, alias, kept, canonical, record_key(canonical))
 
+    def mismatch(self, key: str, request: Any) -> str | None:
+        """Why a stored recording's key does not answer the request it stores, under these key settings (None: it
+        does). A hand-edited fixture could otherwise show one prompt in review while answering another."""
+        if not isinstance(request, dict) or not isinstance(request.get("body"), dict):
+            return "it stores no request to check its key against"
+        endpoint, alias = request.get("endpoint"), request.get("alias")
+        if not isinstance(endpoint, str) or not isinstance(alias, str):
+            return "its request names no endpoint or alias"
+        expected = self.normalize(endpoint, alias, request["body"]).key
+        if expected != key:
+            return (f"its key {key} does not match the request it stores (which keys to {expected} under the "
+                    "current [recording] key settings)")
+        return None
+
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
             for pattern, replacement in self.scrubbers:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -133,6 +134,8 @@ class StoreRecorder:
     async def _read(self, key: str) -> Recording | None:
         try:
             recording = await self.store.get(key)
+            if recording is not None:
+                self._check_key(recording)
         except CorruptRecording as exc:
             self.counters.store_errors += 1
             if self.mode == "replay":
@@ -150,6 +153,13 @@ class StoreRecorder:
         if recording is not None:
             self._remember(recording)
         return recording
+
+    def _check_key(self, recording: Recording) -> None:
+        reason = self.keys.mismatch(recording.key, recording.request)
+        if reason is not None:
+            file_for = getattr(self.store, "file_for", None)  # a directory store names the file itself
+            where = str(file_for(recording.key)) if file_for else f"{self.store.location} (key {recording.key})"
+            raise CorruptRecording(where, reason)
 
     def _remember(self, recording: Recording) -> None:
         if len(self._cache) >= CACHE_ENTRIES:
@@ -182,7 +192,8 @@ class StoreRecorder:
             if self._index is None:
                 index = NearestIndex()
                 async for recording in self.store.iter():
-                    index.add(recording.key, _canonical(recording.request))
+                    if self.keys.mismatch(recording.key, recording.request) is None:  # never served: see _read
+                        index.add(recording.key, _canonical(recording.request))
                 self._index = index
         return self._index
 
@@ -279,18 +290,15 @@ class StoreRecorder:
         recorded: list[Chunk] = []
         usage = None
         last = started
-        try:
+        async with aclosing(chunks):
             async for chunk in chunks:
                 now = time.perf_counter()
                 recorded.append(Chunk(now - last, orjson.loads(orjson.dumps(chunk))))
                 last = now
                 usage = chunk.get("usage") or usage
                 yield chunk
-        finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        # only a stream that ended normally is stored: a failed or abandoned one would replay a truncated answer
+        # only a stream that ended normally is stored: a failed, cut (the adapter raises when the upstream's end
+        # marker never came) or abandoned one would replay a truncated answer as if it were whole
         if recorded:
             meta = self._meta(call, ctx, started, usage, stream=True)
             await self._save(Recording(request.key, request.as_dict(), meta, chunks=recorded))

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from llm_gateway.recordings.model import CorruptRecording, Recording
 
-STORE_KINDS = ("sqlite", "directory")
+STORE_KINDS = ("sqlite", "directory", "postgres")
 
 
 class Store(Protocol):
@@ -38,6 +38,7 @@ class Store(Protocol):
 
 
 def open_store(kind: str, path: str) -> Store:
+    """`path` is a file or directory, or for "postgres" the database's postgresql:// URL."""
     if kind == "sqlite":
         from llm_gateway.recordings.sqlite_store import SQLiteStore
 
@@ -46,4 +47,8 @@ def open_store(kind: str, path: str) -> Store:
         from llm_gateway.recordings.directory_store import DirectoryStore
 
         return DirectoryStore(path)
+    if kind == "postgres":
+        from llm_gateway.recordings.postgres_store import PostgresStore
+
+        return PostgresStore(path)
     raise ValueError(f"unknown recording store {kind!r}: expected one of {', '.join(STORE_KINDS)}")

@@ -10,6 +10,7 @@ import pytest
 from llm_gateway.composition.root import create_app
 from llm_gateway.config.settings import Settings, parse_settings
 from tests.support.server import running
+from tests.support.state_servers import PostgresServer, RedisServer, postgres_bindir, redis_binary, require
 from tests.support.upstream import FakeUpstream
 
 
@@ -62,3 +63,61 @@ def gateway_url(upstream: FakeUpstream) -> Iterator[str]:
     app = create_app(make_settings(upstream.url))  # type: ignore[attr-defined]
     with running(app) as url:
         yield url
+
+
+# Real PostgreSQL and Redis servers (tests/support/state_servers.py): one of each per session, started on first use.
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(require("redis-server", redis_binary())).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer(require("PostgreSQL (initdb, postgres)", postgres_bindir())).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer) -> str:
+    """A fresh empty database on the session's PostgreSQL."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of this test's own, which it may kill and restart."""
+    server = RedisServer(require("redis-server", redis_binary())).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of this test's own, which it may stop and start again (same port, same data)."""
+    server = PostgresServer(require("PostgreSQL (initdb, postgres)", postgres_bindir())).start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -1,4 +1,5 @@
-"""`gateway keys create | list | revoke | usage`: virtual keys in the state database ([server] state_path).
+"""`gateway keys create | list | revoke | usage`: virtual keys in the state database ([server] state_path, or the
+shared PostgreSQL of [state] database_url / GATEWAY_DATABASE_URL, from any machine).
 
 The plain key is printed once, by `create`; only its hash is stored. A revocation reaches running gateways within
 their `[auth] cache_ttl_seconds`. Usage figures are what the gateways have flushed (every `spend_flush_seconds`).
@@ -17,6 +18,7 @@ from typing import Any
 
 from llm_gateway.cli.common import add_config_argument, cell, date, load_config, table
 from llm_gateway.cli.recordings import duration
+from llm_gateway.composition.state import key_store
 from llm_gateway.config.settings import Settings
 from llm_gateway.policies.key_store import DuplicateKeyName, KeyRecord, KeyStore
 
@@ -97,9 +99,19 @@ def _run(args: argparse.Namespace, run: Callable[[argparse.Namespace, Settings, 
         return 2
 
     async def main() -> int:
-        store = KeyStore(args.state_path or settings.server.state_path)
+        unreachable: tuple[type[BaseException], ...] = ()
+        if args.state_path or not settings.state.database_url:
+            store: Any = KeyStore(args.state_path or settings.server.state_path)
+        else:
+            from llm_gateway.vocab.postgres import DatabaseUnavailable
+
+            store = key_store(settings)  # the shared PostgreSQL: the same keys from any machine
+            unreachable = (DatabaseUnavailable,)
         try:
             return await run(args, settings, store)
+        except unreachable as exc:
+            print(f"gateway keys: {exc}", file=sys.stderr)
+            return 1
         finally:
             await store.aclose()
 
@@ -152,8 +164,8 @@ async def _revoke(args: argparse.Namespace, settings: Settings, store: KeyStore)
         print(f"gateway keys revoke: no active key with id or name {args.key!r}", file=sys.stderr)
         return 1
     for record in revoked:
-        print(f"revoked {record.info.id} ({record.info.name}); running gateways refuse it within "
-              f"{settings.auth.cache_ttl_seconds:g}s")
+        within = "a second" if settings.state.database_url else f"{settings.auth.cache_ttl_seconds:g}s"
+        print(f"revoked {record.info.id} ({record.info.name}); running gateways refuse it within {within}")
     return 0
 
 

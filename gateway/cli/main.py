@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from llm_gateway import __version__
-from llm_gateway.cli import keys, recordings, serve, stats
+from llm_gateway.cli import db, keys, recordings, serve, stats
 
-COMMAND_GROUPS = [serve, recordings, stats, keys]
+COMMAND_GROUPS = [serve, recordings, stats, keys, db]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,12 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     prune = command("prune", "delete the recordings the filters select", _prune, filters=True)
     prune.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     export = command("export", "copy recordings into another store", _export, filters=True)
-    export.add_argument("--to", required=True, dest="target", help="target path (a directory or a .db file)")
+    export.add_argument("--to", required=True, dest="target",
+                        help="target path (a directory, a .db file or a postgresql:// URL)")
     export.add_argument(
         "--to-store", choices=STORE_KINDS, default="directory", help="target store kind (default directory)"
     )
     imp = command("import", "copy recordings from another store into this one", _import, filters=True)
-    imp.add_argument("--from", required=True, dest="source", help="source path (a directory or a .db file)")
+    imp.add_argument("--from", required=True, dest="source",
+                     help="source path (a directory, a .db file or a postgresql:// URL)")
     imp.add_argument(
         "--from-store", choices=STORE_KINDS, default="directory", help="source store kind (default directory)"
     )
@@ -82,9 +84,11 @@ def _settings(args: argparse.Namespace) -> RecordingSettings | None:
     settings = load_config(args)
     if settings is None:
         return None
-    recording = settings.recording
     overrides = {k: v for k, v in (("store", getattr(args, "store", None)), ("path", getattr(args, "path", None))) if v}
-    return replace(recording, **overrides)
+    recording = replace(settings.recording, **overrides)
+    if recording.store == "postgres" and not overrides.get("path"):
+        recording = replace(recording, path=settings.state.database_url)  # --path may name another database
+    return recording
 
 
 def _run(args: argparse.Namespace, run: Callable[[argparse.Namespace, Store], Awaitable[int]]) -> int:
@@ -216,13 +220,26 @@ async def _export(args: argparse.Namespace, store: Store) -> int:
 
 
 async def _import(args: argparse.Namespace, store: Store) -> int:
+    settings = _settings(args)
+    assert settings is not None  # _run read them already
+    keys = key_maker(settings)
     source = open_store(args.from_store, args.source)
     try:
-        count = await _copy(await _matching(args, source), store)
+        matching = await _matching(args, source)
+        sound = []
+        for r in matching:
+            reason = keys.mismatch(r.key, r.request)
+            if reason is None:
+                sound.append(r)
+                continue
+            file_for = getattr(source, "file_for", None)
+            where = str(file_for(r.key)) if file_for else f"{source.location} (key {r.key})"
+            print(f"refused {where}: corrupt recording: {reason}", file=sys.stderr)
+        count = await _copy(sound, store)
     finally:
         await source.aclose()
     print(f"imported {count} recording(s) into {store.location}", file=sys.stderr)
-    return 1 if source.corrupt else 0
+    return 1 if source.corrupt or len(sound) < len(matching) else 0
 
 
 async def _stats(args: argparse.Namespace, store: Store) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -48,7 +49,15 @@ def run_check(args: argparse.Namespace) -> int:
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok ({len(settings.models)} models, {len(settings.providers)} providers)", file=sys.stderr)
-    return 0
+    if not settings.state.shared:
+        return 0
+    from llm_gateway.composition.state import probe
+
+    unreachable = 0
+    for p in asyncio.run(probe(settings.state)):
+        print(f"{p.name} at {p.url}: {'ok, ' + p.detail if p.ok else 'UNREACHABLE: ' + p.detail}", file=sys.stderr)
+        unreachable += not p.ok
+    return 1 if unreachable else 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -59,6 +68,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if settings.state.shared and not _shared_state_ready(settings):
+        return 1
     # workers re-read the file in their own process: hand them the same path
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(path)
     server = settings.server
@@ -70,6 +81,18 @@ def run_serve(args: argparse.Namespace) -> int:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _shared_state_ready(settings: Any) -> bool:
+    """PostgreSQL and Redis answer (Redis may be down with on_redis_error = "open") and the schema is migrated."""
+    from llm_gateway.composition.state import startup_check
+
+    problems, notes = asyncio.run(startup_check(settings))
+    for note in notes:
+        print(f"gateway: {note}", file=sys.stderr)
+    for problem in problems:
+        print(f"gateway: cannot start: {problem}", file=sys.stderr)
+    return not problems
 
 
 def _multiprocess_metrics_dir(workers: int) -> str | None:
@@ -99,4 +122,16 @@ def _run_uvicorn(uvicorn: Any, args: argparse.Namespace, settings: Any, workers:
         # open streams end themselves at the grace deadline (app.py); uvicorn's own cut comes only after that
         timeout_graceful_shutdown=math.ceil(server.shutdown_grace_seconds) + 2,
         server_header=False,
+        timeout_keep_alive=max(1, math.ceil(server.keep_alive_seconds)),
+        h11_max_incomplete_event_size=server.max_header_bytes,  # when httptools is missing (h11 parses)
+        **_http_protocol(),
     )
+
+
+def _http_protocol() -> dict[str, Any]:
+    """httptools with the gateway's HTTP limits (server/http_limits.py), when httptools is installed."""
+    try:
+        from llm_gateway.server.http_limits import LimitedHttpToolsProtocol
+    except ImportError:
+        return {}
+    return {"http": LimitedHttpToolsProtocol}

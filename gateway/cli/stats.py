@@ -120,7 +120,8 @@ def format_stats(stats: dict[str, Any], url: str) -> str:
     t = stats["totals"]
     rec = stats["recording"]
     lines = [
-        f"{url}  worker pid {stats['pid']}  record mode {stats['record_mode']}",
+        f"{url}  replica {stats.get('replica', '?')}  worker pid {stats['pid']}  record mode {stats['record_mode']}"
+        + (f"  ({len(stats['replicas'])} workers across the fleet)" if stats.get("replicas") else ""),
         (
             f"requests {t['requests']}  errors {t['errors']}  p50 {seconds(t['p50_seconds'])}  "
             f"p95 {seconds(t['p95_seconds'])}  tokens {t['total_tokens']}  spend {usd(t['spend_usd'])}  "

@@ -10,16 +10,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from llm_gateway.composition.state import budget_ledger, key_store, rate_counter
 from llm_gateway.config.policy_settings import GuardSettings
 from llm_gateway.config.settings import Settings
 from llm_gateway.policies.auth import AuthPolicy
 from llm_gateway.policies.budget import BudgetPolicy
 from llm_gateway.policies.deny_list import DenyListPolicy
 from llm_gateway.policies.injection import InjectionPolicy
-from llm_gateway.policies.key_store import KeyStore
 from llm_gateway.policies.moderation import MODERATION_PROMPT, Ask, ModerationPolicy, is_flagged
 from llm_gateway.policies.pii import PiiPolicy
-from llm_gateway.policies.rate_counter import InProcessCounter
 from llm_gateway.policies.rate_limit import PerMinute, RateLimitPolicy
 from llm_gateway.policies.request_limits import RequestLimitsPolicy
 from llm_gateway.policies.stream_usage import StreamUsagePolicy
@@ -31,7 +30,8 @@ Send = Callable[[Call, RequestContext], Awaitable[dict[str, Any]]]
 
 
 def build_policies(settings: Settings, send: Send | None = None) -> list[Policy]:
-    """`send` serves a call through the router; the moderation guard asks its alias with it."""
+    """`send` serves a call the gateway makes on its own behalf (through the recorder, then the router); the
+    moderation guard asks its alias with it."""
     policies: list[Policy] = []
     policies += access_policies(settings)
     policies += guard_policies(settings, send)
@@ -43,19 +43,42 @@ def access_policies(settings: Settings) -> list[Policy]:
     policies: list[Policy] = []
     auth = settings.auth
     if auth.enabled:
-        store = KeyStore(settings.server.state_path)  # shared: auth reads keys, the budget writes their spend
+        store = key_store(settings)  # shared: auth reads keys, the budget writes their spend
         policies.append(AuthPolicy(store, master_key=auth.master_key, cache_ttl_seconds=auth.cache_ttl_seconds))
-        policies.append(BudgetPolicy(store, flush_seconds=auth.spend_flush_seconds,
-                                     refresh_seconds=auth.cache_ttl_seconds))
+        budget = BudgetPolicy(store, flush_seconds=auth.spend_flush_seconds, refresh_seconds=auth.cache_ttl_seconds,
+                              estimate=cost_estimate(settings))
+        budget.ledger = budget_ledger(settings, budget.spent)
+        policies.append(budget)
     aliases = {alias: PerMinute(m.rpm, m.tpm) for alias, m in settings.models.items()}
     key_default = PerMinute(settings.limits.rpm, settings.limits.tpm)
     # keys carry their own limits, so with auth on the policy is always there
     if auth.enabled or any(p.rpm or p.tpm for p in aliases.values()):
-        counter = InProcessCounter()
+        counter = rate_counter(settings)
         policies.append(RateLimitPolicy(counter, count_call_prompt, aliases=aliases, key_default=key_default))
     if policies:
         policies.append(StreamUsagePolicy())
     return policies
+
+
+def cost_estimate(settings: Settings) -> Callable[[Call], float]:
+    """What a call may cost at most: prompt tokens + the completion it allows (max_tokens, else a default) at the
+    alias's price. The budget reserves this at admission."""
+    prices = {alias: m.price for alias, m in settings.models.items()}
+
+    def estimate(call: Call) -> float:
+        price = prices.get(call.alias)
+        if price is None or not (price.input_per_mtok or price.output_per_mtok):
+            return 0.0
+        body = call.body
+        allowed = body.get("max_completion_tokens") or body.get("max_tokens")
+        choices = body.get("n") if isinstance(body.get("n"), int) else 1
+        completion = (allowed if isinstance(allowed, int) else DEFAULT_COMPLETION_ESTIMATE) * max(1, choices)
+        return price.cost(count_call_prompt(call.kind, body), completion)
+
+    return estimate
+
+
+DEFAULT_COMPLETION_ESTIMATE = 1024  # tokens held for an answer whose request sets no max_tokens
 
 
 def guard_policies(settings: Settings, send: Send | None = None) -> list[Policy]:
@@ -98,7 +121,8 @@ def _guard(name: str, settings: Settings, guards: GuardSettings, send: Send | No
 
 
 def moderation_ask(send: Send, alias: str) -> Ask:
-    """Ask `alias` (through the router: retries, fallbacks, any backend) whether a text should be flagged."""
+    """Ask `alias` (through the recorder and the router: replayable, retries, fallbacks, any backend) whether a text
+    should be flagged."""
 
     async def ask(text: str) -> bool:
         body = {"model": alias, "temperature": 0, "max_tokens": 5,

@@ -14,13 +14,19 @@ def key_maker(settings: RecordingSettings) -> KeyMaker:
     return KeyMaker(settings.ignore_fields, [(s.pattern, s.replacement) for s in settings.scrubbers])
 
 
+def store_path(settings: Settings) -> str:
+    """Where the recordings are: [recording] path, or for the postgres store the [state] database."""
+    r = settings.recording
+    return settings.state.database_url if r.store == "postgres" else r.path
+
+
 def build_recorder(settings: Settings) -> Recorder:
     r = settings.recording
     if r.mode == "off":
         return PassthroughRecorder()
     return StoreRecorder(
         r.mode,
-        open_store(r.store, r.path),
+        open_store(r.store, store_path(settings)),
         key_maker(r),
         replay_timing=r.replay_timing,
         timing_scale=r.timing_scale,

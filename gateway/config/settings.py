@@ -19,7 +19,9 @@ from llm_gateway.config.policy_settings import (
     parse_guards,
     parse_limits,
 )
+from llm_gateway.config.state_settings import StateSettings, masked_url, parse_state
 from llm_gateway.config.toml_reader import ConfigError, Table
+from llm_gateway.config.tracing_settings import TracingSettings, parse_tracing
 
 RECORD_MODES = ("off", "record", "replay", "auto")
 STRATEGIES = ("weighted", "least_busy", "lowest_latency")
@@ -34,6 +36,13 @@ class ServerSettings:
     max_body_bytes: int = 8 * 1024 * 1024
     shutdown_grace_seconds: float = 10.0
     state_path: str = ".gateway/state.db"  # SQLite file for keys, spend and (by default) recordings
+    # the HTTP layer's limits (server/http_limits.py)
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    keep_alive_seconds: float = 5.0
+    max_connections: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,8 @@ class ProviderSettings:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     max_connections: int = 1000
+    max_answer_bytes: int = 64 * 1024 * 1024  # a whole answer, inflated; larger ones are a 502
+    max_event_bytes: int = 1024 * 1024  # one event (line) of a stream
     request_id_header: str = "x-request-id"  # "" sends no request id upstream
     request_id_format: str = "uuid"  # uuid | verbatim
     # anthropic
@@ -138,7 +149,7 @@ DEFAULT_SCRUBBERS = (
 @dataclass(frozen=True, slots=True)
 class RecordingSettings:
     mode: str = "off"
-    store: str = "sqlite"  # sqlite | directory
+    store: str = "sqlite"  # sqlite | directory | postgres (the [state] database_url)
     path: str = ".gateway/recordings.db"
     ignore_fields: tuple[str, ...] = ("user", "metadata", "stream", "stream_options", "store", "service_tier")
     scrubbers: tuple[Scrubber, ...] = DEFAULT_SCRUBBERS
@@ -176,6 +187,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     guards: GuardSettings = field(default_factory=GuardSettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     source: str = ""
     warnings: tuple[str, ...] = ()
 
@@ -216,10 +229,14 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     auth = parse_auth(root.table("auth"), warnings)
     limits = parse_limits(root.table("limits"))
     guards = parse_guards(root.table("guards"))
+    state = parse_state(root.table("state"), env)
+    tracing = parse_tracing(root.table("tracing"))
     root.finish()
     _check_references(providers, models, problems, warnings)
     if not models:
         problems.append('models: no model alias is configured; add one, e.g. [models.mock] with provider = "mock"')
+    if recording.store == "postgres" and not state.database_url:
+        problems.append('recording.store: "postgres" needs [state] database_url (or GATEWAY_DATABASE_URL)')
     if guards.moderation.alias and guards.moderation.alias not in models:
         problems.append(f"guards.moderation.alias: unknown alias {guards.moderation.alias!r}")
     if problems:
@@ -235,6 +252,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         auth=auth,
         limits=limits,
         guards=guards,
+        state=state,
+        tracing=tracing,
         warnings=tuple(warnings),
     )
 
@@ -248,6 +267,12 @@ def _parse_server(t: Table) -> ServerSettings:
         max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, minimum=1024),
         shutdown_grace_seconds=t.number("shutdown_grace_seconds", d.shutdown_grace_seconds, minimum=0),
         state_path=t.string("state_path", d.state_path),
+        max_header_bytes=t.integer("max_header_bytes", d.max_header_bytes, minimum=1024),
+        max_headers=t.integer("max_headers", d.max_headers, minimum=8),
+        header_timeout_seconds=t.number("header_timeout_seconds", d.header_timeout_seconds, minimum=0.1),
+        body_timeout_seconds=t.number("body_timeout_seconds", d.body_timeout_seconds, minimum=0.1),
+        keep_alive_seconds=t.number("keep_alive_seconds", d.keep_alive_seconds, minimum=0.1),
+        max_connections=t.integer("max_connections", d.max_connections, minimum=1),
     )
     t.finish()
     return s
@@ -280,6 +305,8 @@ def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSetting
         headers=t.string_map("headers"),
         timeouts=_parse_timeouts(t.table("timeout")),
         max_connections=t.integer("max_connections", d.max_connections, minimum=1),
+        max_answer_bytes=t.integer("max_answer_bytes", d.max_answer_bytes, minimum=1024),
+        max_event_bytes=t.integer("max_event_bytes", d.max_event_bytes, minimum=1024),
         request_id_header=t.string("request_id_header", d.request_id_header),
         request_id_format=t.string("request_id_format", d.request_id_format, choices=("uuid", "verbatim")),
         anthropic_version=t.string("anthropic_version", d.anthropic_version),
@@ -293,7 +320,10 @@ def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSetting
     )
     t.finish()
     if default_url and not p.base_url.startswith(("http://", "https://")):  # a remote backend
-        t.error("base_url", f"expected an http:// or https:// URL, got {p.base_url!r}")
+        t.error("base_url", f"expected an http:// or https:// URL, got {_without_userinfo(p.base_url)!r}")
+    elif default_url and _URL_USERINFO.match(p.base_url) and p.api_key:
+        t.error("base_url", "credentials in the URL and an api_key both authenticate every request: keep one "
+                "(the api_key, with the URL's user:password@ removed)")
     if p.missing_key:
         names = ", ".join(p.api_key_env) or "api_key"
         warnings.append(f"providers.{name}.api_key: empty (set {names}); its aliases answer 503 until it is set")
@@ -380,7 +410,7 @@ def _parse_recording(t: Table, env: Mapping[str, str]) -> RecordingSettings:
         scrubbers = tuple(_parse_scrubber(st) for st in t.tables("scrubbers"))
     r = RecordingSettings(
         mode=t.string("mode", d.mode, choices=RECORD_MODES),
-        store=t.string("store", d.store, choices=("sqlite", "directory")),
+        store=t.string("store", d.store, choices=("sqlite", "directory", "postgres")),
         path=t.string("path", d.path),
         ignore_fields=t.strings("ignore_fields", d.ignore_fields),
         scrubbers=scrubbers,
@@ -456,22 +486,35 @@ def _check_references(
 
 
 def masked(settings: Settings) -> dict[str, Any]:
-    """The resolved settings as plain data with every secret masked, for `gateway check`."""
+    """The resolved settings as plain data with every secret masked, for `gateway check`: keys, every header value
+    (a cookie or a tenant id is as private as a key) and the credentials inside any URL."""
     from dataclasses import asdict
 
-    data = asdict(settings)
+    data = _without_userinfo(asdict(settings))
     for p in data["providers"].values():
         if p["api_key"]:
             p["api_key"] = _mask(p["api_key"])
-        p["headers"] = {k: (_mask(v) if _secret_header(k) else v) for k, v in p["headers"].items()}
+        p["headers"] = {k: "****" for k in p["headers"]}
+    data["tracing"]["headers"] = [(k, "****") for k, _ in data["tracing"]["headers"]]
+    for key in ("database_url", "redis_url"):
+        data["state"][key] = masked_url(data["state"][key])
     if data["auth"]["master_key"]:
         data["auth"]["master_key"] = _mask(data["auth"]["master_key"])
     return data
 
 
-def _secret_header(name: str) -> bool:
-    name = name.lower()
-    return name in ("authorization", "x-api-key", "api-key", "proxy-authorization") or "key" in name or "token" in name
+def _without_userinfo(value: Any) -> Any:
+    """`scheme://user:secret@host` as `scheme://****@host`, wherever a URL sits in the settings."""
+    if isinstance(value, dict):
+        return {k: _without_userinfo(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_userinfo(v) for v in value]
+    if isinstance(value, str) and "@" in value and "://" in value:
+        return _URL_USERINFO.sub(r"\1****@", value)
+    return value
+
+
+_URL_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
 
 
 def _mask(value: str) -> str:

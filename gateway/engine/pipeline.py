@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any
 
 from llm_gateway.config.settings import Price
 from llm_gateway.engine.router import Router
 from llm_gateway.recordings.base import PassthroughRecorder, Recorder
 from llm_gateway.vocab.errors import GatewayError
+from llm_gateway.vocab.tokens import count_call_prompt, count_text
 from llm_gateway.vocab.types import Call, Policy, RequestContext, Usage
 
 policy_log = logging.getLogger("gateway.policy")
@@ -75,7 +77,11 @@ class Pipeline:
 
     async def send(self, call: Call, ctx: RequestContext) -> dict[str, Any]:
         call = await self.before(call, ctx)
-        response = await self.recorder.send(call, ctx, self.router.send)
+        try:
+            response = await self.recorder.send(call, ctx, self.router.send)
+        except BaseException:
+            await self._abandon(call, ctx)
+            raise
         self.account(call, ctx, response.get("usage"))
         for policy in self.policies:
             rewritten = await policy.after(call, response, ctx)
@@ -83,33 +89,62 @@ class Pipeline:
                 response = rewritten
         return response
 
+    async def _abandon(self, call: Call, ctx: RequestContext) -> None:
+        """A call admitted by the policies failed (or its client left): policies holding something give it back."""
+        for policy in self.policies:
+            abandon = getattr(policy, "abandon", None)
+            if abandon is not None:
+                await abandon(call, ctx)
+
     async def stream(self, call: Call, ctx: RequestContext) -> AsyncIterator[dict[str, Any]]:
         """A primed stream: errors up to the first upstream chunk are raised here, as HTTP errors."""
         call = await self.before(call, ctx)
-        chunks = await self.recorder.stream(call, ctx, self.router.stream)
+        try:
+            chunks = await self.recorder.stream(call, ctx, self.router.stream)
+        except BaseException:
+            await self._abandon(call, ctx)
+            raise
         return self._filtered(call, ctx, chunks)
 
     async def _filtered(
         self, call: Call, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
     ) -> AsyncIterator[dict[str, Any]]:
+        relayed = _Relayed()
         try:
-            async for chunk in chunks:
-                usage = chunk.get("usage")
-                if usage:
-                    self.account(call, ctx, usage)
-                if not self.policies:
-                    yield chunk
-                    continue
-                for out in await self._through(call, ctx, [chunk], 0):
-                    yield out
-            for i, policy in enumerate(self.policies):
-                held = await policy.end_stream(call, ctx)
-                for out in await self._through(call, ctx, held, i + 1):
-                    yield out
+            async with aclosing(chunks):
+                try:
+                    async for chunk in chunks:
+                        usage = chunk.get("usage")
+                        if usage:
+                            self.account(call, ctx, usage)
+                        elif ctx.usage is None:
+                            relayed.add(chunk)
+                        if not self.policies:
+                            yield chunk
+                            continue
+                        for out in await self._through(call, ctx, [chunk], 0):
+                            yield out
+                except Exception:
+                    await self._settle_failed(call, ctx, relayed)
+                    raise
+                for i, policy in enumerate(self.policies):
+                    held = await policy.end_stream(call, ctx)
+                    for out in await self._through(call, ctx, held, i + 1):
+                        yield out
         finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self._abandon(call, ctx)  # a stream that ended cleanly has settled already: this is a no-op
+
+    async def _settle_failed(self, call: Call, ctx: RequestContext, relayed: _Relayed) -> None:
+        """A stream that broke after it began: what the upstream already generated is charged (no usage chunk came,
+        so it is counted here), and every policy still settles its stream; what they held back is never sent."""
+        if ctx.usage is None:
+            self.account(call, ctx, relayed.usage(call))
+        for policy in self.policies:
+            try:
+                await policy.end_stream(call, ctx)
+            except Exception:  # noqa: BLE001 - logged; the stream's own error is the one to report
+                policy_log.exception("policy %s failed settling a broken stream", policy.name,
+                                     extra={"request_id": ctx.request_id})
 
     async def _through(
         self, call: Call, ctx: RequestContext, chunks: list[dict[str, Any]], start: int
@@ -127,6 +162,37 @@ class Pipeline:
             if not chunks:
                 break
         return chunks
+
+
+class _Relayed:
+    """The text a stream relayed so far, to charge a stream that broke before its usage chunk.
+
+    The first KEEP_CHARS characters are kept and counted with tiktoken when needed; past them only a character count
+    is kept (at ~4 characters a token), so an endless stream costs no memory here.
+    """
+
+    KEEP_CHARS = 16384
+    __slots__ = ("chars", "pieces")
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.chars = 0
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta")
+            text = (delta.get("content") if delta else choice.get("text")) or ""
+            if delta and delta.get("tool_calls"):
+                text += "".join(str((tc.get("function") or {}).get("arguments") or "") for tc in delta["tool_calls"])
+            if text:
+                if self.chars < self.KEEP_CHARS:
+                    self.pieces.append(text)
+                self.chars += len(text)
+
+    def usage(self, call: Call) -> dict[str, int]:
+        kept = "".join(self.pieces)
+        completion = count_text(kept) + max(0, self.chars - len(kept)) // 4
+        return {"prompt_tokens": count_call_prompt(call.kind, call.body), "completion_tokens": completion}
 
 
 def _denied(policy: Policy, exc: GatewayError, ctx: RequestContext) -> None:

@@ -16,6 +16,7 @@ import random
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -309,11 +310,12 @@ class Router:
     ) -> AsyncIterator[dict[str, Any]]:
         """Relay a primed stream; a failure after the first chunk cannot fail over, but still counts against health."""
         try:
-            if first is None:
-                return
-            yield first
-            async for chunk in iterator:
-                yield chunk
+            async with aclosing(iterator):
+                if first is None:
+                    return
+                yield first
+                async for chunk in iterator:
+                    yield chunk
         except UpstreamError as exc:
             state = release.state
             if state is not None:
@@ -323,7 +325,6 @@ class Router:
             raise
         finally:
             release()
-            await _close(iterator)
 
     def _pick(
         self, route: AliasRoute, excluded: set[int], answered_500: set[int] = frozenset()  # type: ignore[assignment]

@@ -88,6 +88,13 @@ class GatewayMetrics:
         self.spend = Counter(
             "gateway_spend_usd", "Spend in US dollars at the alias's configured price.", ["alias", "key"], registry=r
         )
+        self.replica = Gauge(
+            "gateway_replica_info",
+            "1, labelled with the replica's name ([state] replica_id, GATEWAY_REPLICA_ID or the host name).",
+            ["replica"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.in_flight = Gauge(
             "gateway_requests_in_flight",
             "Client requests being served (streams included).",

@@ -25,6 +25,7 @@ from llm_gateway.observability.metrics import (
     render,
 )
 from llm_gateway.observability.request_log import RequestLog
+from llm_gateway.observability.tracing import TRACEPARENT
 from llm_gateway.observability.usage_stats import UsageStats
 from llm_gateway.vocab.errors import GatewayError
 from llm_gateway.vocab.types import Policy, RequestContext
@@ -66,6 +67,11 @@ class Observer:
         self.in_flight = 0
         self.open_streams = 0
         self.started_at = time.time()
+        self.replica = settings.state.replica_id
+        self.tracing: Any = None  # Tracing (observability/tracing.py) when [tracing] is on
+        self.fleet: Any = None  # FleetStats (observability/fleet_stats.py) when the figures are shared through Redis
+        if self.enabled:
+            self.metrics.replica.labels(self.replica).set(1)
         self._request_children: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._token_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._stream_children: dict[str, tuple[Any, Any]] = {}
@@ -85,7 +91,15 @@ class Observer:
     # per request
 
     def start(self, ctx: RequestContext, endpoint: str) -> None:
+        if self.fleet is not None and self.in_flight == 0:
+            self.fleet.start()  # once: it ignores later calls
         ctx.endpoint = endpoint
+        if self.tracing is not None:
+            self.tracing.begin(ctx)
+        else:
+            given = ctx.headers.get("traceparent")
+            if given and TRACEPARENT.fullmatch(given):
+                ctx.traceparent = given  # no span of ours: the upstream joins the client's trace
         ctx.started = time.perf_counter()
         self.in_flight += 1
         if self._move_gauges and self.enabled:
@@ -118,6 +132,8 @@ class Observer:
                 log.exception("observing request %s failed", ctx.request_id)
 
     def _finish(self, ctx: RequestContext, status: int) -> None:
+        if ctx.span is not None:
+            self.tracing.end(ctx, status)
         now = time.perf_counter()
         started = ctx.started or now
         total = now - started
@@ -158,6 +174,20 @@ class Observer:
             self.request_log.write(
                 self._log_entry(ctx, endpoint, alias, status, outcome, key_name, total, started, opened, error)
             )
+
+    def route_error(self, ctx: RequestContext, endpoint: str, status: int, error: BaseException) -> None:
+        """An error answered on a Starlette route (/v1/models, the operator routes, an unknown URL): its request log
+        line, with the one id the answer carries."""
+        ctx.error = error
+        if not self.request_log.enabled:
+            return
+        now = time.perf_counter()
+        started = ctx.started or now
+        outcome = "denied" if ctx.denied_by else "error"
+        key_name = ctx.key.name if ctx.key is not None else ""
+        self.request_log.write(
+            self._log_entry(ctx, endpoint, ctx.alias, status, outcome, key_name, now - started, started, None, error)
+        )
 
     def _count(
         self,
@@ -239,6 +269,7 @@ class Observer:
         usage = ctx.usage
         entry: dict[str, Any] = {
             "request_id": ctx.request_id,
+            "replica": self.replica,
             "endpoint": endpoint,
             "alias": alias,
             "provider": ctx.provider,
@@ -318,6 +349,7 @@ class Observer:
         looked_up = recording["hits"] + recording["misses"]
         recording["hit_rate"] = round(recording["hits"] / looked_up, 6) if looked_up else None
         return {
+            "replica": self.replica,
             "pid": os.getpid(),
             "started_at": self.started_at,
             "now": time.time(),
@@ -329,6 +361,14 @@ class Observer:
             "deployments": self.health(),
         }
 
+    async def fleet_stats(self) -> dict[str, Any]:
+        """Every replica's figures merged when they are shared ([state] redis_url); else this worker's."""
+        if self.fleet is None:
+            return self.stats()
+        return await self.fleet.merged()
+
     def close(self) -> None:
+        if self.tracing is not None:
+            self.tracing.close()
         self.sync()
         self.request_log.close()

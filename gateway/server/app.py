@@ -84,6 +84,8 @@ class Gateway:
         await self.pipeline.aclose()
         for adapter in self.adapters.values():
             await adapter.aclose()
+        if self.observer.fleet is not None:
+            await self.observer.fleet.aclose()
         self.observer.close()
 
     # handlers
@@ -96,9 +98,13 @@ class Gateway:
         ctx = request_context(scope)
         self.observer.start(ctx, wire.label)
         try:
+            # authenticate first: without a valid key the answer is 401, before the body is read, validated or its
+            # model looked up (so neither the aliases nor the schema can be probed without a key)
+            await self.pipeline.admit(ctx)
             body, state = wire.request(await self._read_json(ctx, receive))
             call = parse_call(wire.kind, body, self.settings.models)
             call.request_id = ctx.request_id
+            call.traceparent = ctx.traceparent
             ctx.alias = call.alias
             if call.stream:
                 stream = await self._stream(call, ctx, wire.framer(state))
@@ -262,18 +268,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         err = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}.")
     else:
         err = GatewayError(str(exc.detail), status=exc.status_code)
-    return error_response(err, request_context(request.scope))
+    return _route_error(request, err)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc, request_context(request.scope))
+    return _route_error(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    err = GatewayError("The gateway hit an internal error; it has been logged.")
-    return error_response(err, request_context(request.scope))
+    ctx = request_context(request.scope)
+    log.exception("unhandled error on %s %s", request.method, request.url.path, extra={"request_id": ctx.request_id})
+    return _route_error(request, GatewayError("The gateway hit an internal error; it has been logged."))
+
+
+def _route_error(request: Request, err: GatewayError) -> Response:
+    """A Starlette route's error: answered and logged with the request's one id."""
+    ctx = request_context(request.scope)
+    request.app.state.gateway.observer.route_error(ctx, request.url.path, err.status, err)
+    return error_response(err, ctx)
 
 
 # every POST endpoint served by the pipeline, and how its bodies look on the wire

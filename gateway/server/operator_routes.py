@@ -60,7 +60,7 @@ def operator_routes(observer: Observer, admit_request: Admit, *, require_master_
         if not observer.enabled:
             raise NotFound("Usage figures are disabled ([metrics] enabled = false).", code="metrics_disabled")
         request_id = await admit(request)
-        body = orjson.dumps(observer.stats())
+        body = orjson.dumps(await observer.fleet_stats())
         return Response(body, media_type="application/json", headers={"x-request-id": request_id, **_NO_STORE})
 
     async def page(request: Request) -> Response:

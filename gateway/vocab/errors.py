@@ -20,9 +20,13 @@ GatewayError
     ├── UpstreamUnavailable        503 (connection refused / reset before a response)
     ├── UpstreamRateLimited        429 (+ Retry-After)
     ├── UpstreamStatusError        the upstream's own 4xx status, or 502 for 5xx
-    └── UpstreamMalformed          502 (unparseable body or SSE line)
+    ├── UpstreamMalformed          502 (unparseable body or SSE line, an encoding it cannot read)
+    ├── UpstreamIncomplete         502 code=upstream_stream_incomplete (a stream cut before its end marker),
+    │                                  upstream_answer_truncated (a body shorter than it said)
+    └── UpstreamTooLarge           502 code=upstream_answer_too_large (past the provider's cap),
+                                       upstream_event_too_large, upstream_inflated_too_large
 
-Errors become HTTP responses in exactly one place (gateway/app.py) through `to_body()`.
+Errors become HTTP responses in exactly one place (server/errors.py) through `to_body()`.
 """
 
 from __future__ import annotations
@@ -197,3 +201,15 @@ class UpstreamStatusError(UpstreamError):
 
 class UpstreamMalformed(UpstreamError):
     code = "upstream_malformed_response"
+
+
+class UpstreamIncomplete(UpstreamError):
+    """The upstream's answer ended before its protocol says it is whole: never passed off as a complete one."""
+
+    code = "upstream_stream_incomplete"
+
+
+class UpstreamTooLarge(UpstreamError):
+    """The upstream's answer (or one event of its stream) is past what the gateway reads for that provider."""
+
+    code = "upstream_answer_too_large"

@@ -37,6 +37,7 @@ class Call:
     model: str = ""
     provider: str = ""
     request_id: str = ""  # sent upstream as x-request-id
+    traceparent: str = ""  # W3C trace context sent upstream: the gateway's span, or the client's own header
 
     @property
     def endpoint(self) -> str:
@@ -44,7 +45,7 @@ class Call:
 
     def routed(self, alias: str, model: str, provider: str) -> Call:
         """This call as sent to one deployment (dataclasses.replace did the same at 6x the cost, per request)."""
-        return Call(self.kind, alias, self.body, self.stream, model, provider, self.request_id)
+        return Call(self.kind, alias, self.body, self.stream, model, provider, self.request_id, self.traceparent)
 
     def upstream_body(self) -> dict[str, Any]:
         """The body with the upstream model name substituted (a shallow copy: the client's body is kept)."""
@@ -101,6 +102,8 @@ class RequestContext:
     admin: bool = False  # an operator request (/metrics, /ui figures): the master key is required
     call: Call | None = None  # the call as the input policies left it (redacted): what a content log may show
     answer: dict[str, Any] | None = None  # a whole answer as the client got it, kept only for a content log
+    span: Any = None  # the request's OpenTelemetry span, when [tracing] is on
+    traceparent: str = ""  # what the call sends upstream as `traceparent` (see Call.traceparent)
     state: dict[str, Any] = field(default_factory=dict)  # the policies' scratch space, keyed by policy name
 
 

@@ -88,14 +88,22 @@ def scripted() -> ScriptedUpstream:
     return ScriptedUpstream()
 
 
-@pytest.fixture(params=["directory", "sqlite"])
+@pytest.fixture(params=["directory", "sqlite", "postgres"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
 @pytest.fixture
-async def make_recorder(tmp_path, store_kind: str) -> AsyncIterator[Callable[..., StoreRecorder]]:
-    path = str(tmp_path / ("recordings" if store_kind == "directory" else "recordings.db"))
+def store_location(request: pytest.FixtureRequest, tmp_path, store_kind: str) -> str:
+    """A fresh store of the kind: a directory, a SQLite file, or an empty database on the test PostgreSQL."""
+    if store_kind == "postgres":
+        return request.getfixturevalue("database_url")
+    return str(tmp_path / ("recordings" if store_kind == "directory" else "recordings.db"))
+
+
+@pytest.fixture
+async def make_recorder(store_location: str, store_kind: str) -> AsyncIterator[Callable[..., StoreRecorder]]:
+    path = store_location
     made: list[StoreRecorder] = []
 
     def make(mode: str, **options: Any) -> StoreRecorder:

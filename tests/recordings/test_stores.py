@@ -28,9 +28,10 @@ def store_path(tmp_path: Path, kind: str) -> str:
     return str(tmp_path / ("rec" if kind == "directory" else "rec.db"))
 
 
-@pytest.mark.parametrize("kind", ["directory", "sqlite"])
-async def test_get_put_iter_delete(tmp_path: Path, kind: str) -> None:
-    store = open_store(kind, store_path(tmp_path, kind))
+@pytest.mark.parametrize("kind", ["directory", "sqlite", "postgres"])
+async def test_get_put_iter_delete(tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    path = request.getfixturevalue("database_url") if kind == "postgres" else store_path(tmp_path, kind)
+    store = open_store(kind, path)
     try:
         assert await store.get("a" * 32) is None
         await store.put("a" * 32, recording("a" * 32, "first", created=2.0))
@@ -38,7 +39,7 @@ async def test_get_put_iter_delete(tmp_path: Path, kind: str) -> None:
         await store.put("a" * 32, recording("a" * 32, "second", created=2.0))  # a re-record replaces
         got = await store.get("a" * 32)
         assert got is not None and got.response == {"content": "second"}
-        in_order = ["b" * 32, "a" * 32] if kind == "sqlite" else ["a" * 32, "b" * 32]  # by created / by file name
+        in_order = ["a" * 32, "b" * 32] if kind == "directory" else ["b" * 32, "a" * 32]  # by file name / created
         assert [r.key async for r in store.iter()] == in_order
         await store.touch(["a" * 32], 99.0)
         assert await store.delete("a" * 32) and not await store.delete("a" * 32)
@@ -157,6 +158,37 @@ def test_kill_9_mid_recording_leaves_only_whole_recordings(tmp_path: Path, kind:
     assert writer.returncode == -signal.SIGKILL
     keys, corrupt = asyncio.run(_stored_keys(kind, path))
     assert len(keys) >= 20 and corrupt == []
+
+
+async def test_postgres_store_keeps_both_shapes_recorded_concurrently_by_two_replicas(database_url: str) -> None:
+    from llm_gateway.recordings.model import Chunk
+
+    replicas = [open_store("postgres", database_url) for _ in range(2)]
+    key = "c" * 32
+    whole = recording(key, "whole")
+    streamed = Recording(key, whole.request, Meta(alias="m", created=1.0), chunks=[Chunk(0.0, {"delta": "x"})])
+    await asyncio.gather(*(replicas[i % 2].put(key, whole if i % 2 else streamed) for i in range(20)))
+    got = await replicas[0].get(key)
+    assert got is not None and got.response == {"content": "whole"} and got.chunks == [Chunk(0.0, {"delta": "x"})]
+    await replicas[1].touch([key], 5.0)
+    assert (await replicas[0].get(key)).meta.last_used == 5.0
+    for r in replicas:
+        await r.aclose()
+
+
+async def test_postgres_store_lists_corrupt_rows_and_goes_on(database_url: str) -> None:
+    import asyncpg
+
+    store = open_store("postgres", database_url)
+    await store.put("a" * 32, recording("a" * 32))
+    conn = await asyncpg.connect(database_url)
+    await conn.execute("INSERT INTO gateway_recordings VALUES ($1, 'm', 'e', 2, NULL, $2)", "b" * 32, b"{nope")
+    await conn.close()
+    assert [r.key async for r in store.iter()] == ["a" * 32]
+    assert len(store.corrupt) == 1 and "b" * 32 in str(store.corrupt[0])
+    with pytest.raises(CorruptRecording):
+        await store.get("b" * 32)
+    await store.aclose()
 
 
 async def test_directory_recordings_are_readable_by_the_team_not_0600(tmp_path: Path) -> None:

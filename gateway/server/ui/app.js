@@ -104,7 +104,9 @@ function groupRows(groups) {
 
 function render(s) {
   const t = s.totals;
-  document.getElementById("meta").textContent = "worker pid " + s.pid + " · record mode " + s.record_mode +
+  const fleet = s.replicas ? s.replicas.length + " workers across the fleet · " : "";
+  document.getElementById("meta").textContent = fleet + "replica " + s.replica + " · worker pid " + s.pid +
+    " · record mode " + s.record_mode +
     " · " + s.bucket_seconds + " s intervals · updated " + clock(s.now);
   setFigure("requests", t.requests, fmtInt);
   setFigure("errors", t.errors, fmtInt);
