@@ -19,7 +19,7 @@ from llm_gateway.config.policy_settings import (
     parse_guards,
     parse_limits,
 )
-from llm_gateway.config.state_settings import StateSettings, masked_url, parse_state
+from llm_gateway.config.state_settings import StateSettings, parse_state
 from llm_gateway.config.toml_reader import ConfigError, Table
 from llm_gateway.config.tracing_settings import TracingSettings, parse_tracing
 
@@ -496,8 +496,6 @@ def masked(settings: Settings) -> dict[str, Any]:
             p["api_key"] = _mask(p["api_key"])
         p["headers"] = {k: "****" for k in p["headers"]}
     data["tracing"]["headers"] = [(k, "****") for k, _ in data["tracing"]["headers"]]
-    for key in ("database_url", "redis_url"):
-        data["state"][key] = masked_url(data["state"][key])
     if data["auth"]["master_key"]:
         data["auth"]["master_key"] = _mask(data["auth"]["master_key"])
     return data
