@@ -10,8 +10,11 @@ FROM ${PYTHON_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake \
  && rm -rf /var/lib/apt/lists/*
+# CMAKE_ARGS: llama.cpp built for a portable x86-64 baseline, not the build host's CPU (a native AVX-512/AMX build
+# of llama-cpp-python 0.3.36 crashes in llama_decode on other CPUs, and did on this one: README)
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    CMAKE_ARGS="-DGGML_NATIVE=OFF" \
     PATH=/opt/gateway/bin:$PATH
 RUN python -m venv /opt/gateway
 WORKDIR /src
@@ -40,7 +43,8 @@ USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080
+# the port the config says ([server] port of $GATEWAY_CONFIG, ${VAR} expanded), not a hardcoded one
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"]
+  CMD ["python", "-c", "import sys, urllib.request; from llm_gateway.config.settings import load_settings; port = load_settings().server.port; sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2).status != 200)"]
 # arguments after the image name are added: docker run IMAGE --record-mode replay
 ENTRYPOINT ["gateway", "serve", "--host", "0.0.0.0"]

@@ -22,6 +22,7 @@ from llm_gateway.adapters.anthropic_format import (
 from llm_gateway.adapters.http import (
     CONTEXT_MARKERS,
     HttpUpstream,
+    correlation_headers,
     fetch_json,
     make_client,
     status_error,
@@ -79,8 +80,13 @@ class AnthropicAdapter:
         request = _native_body(call, native) if native else to_messages_request(call, self.default_max_tokens)
         request.pop("stream", None)
         data, body = await fetch_json(
-            self.client, self.upstream, "POST", self.prefix + "/messages", self._status_error,
-            content=orjson.dumps(request), headers=_headers(call, native=native),
+            self.client,
+            self.upstream,
+            "POST",
+            self.prefix + "/messages",
+            self._status_error,
+            content=orjson.dumps(request),
+            headers=_headers(call, self.upstream, native=native),
         )
         if data.get("type") == "error" or ("error" in data and "content" not in data):
             raise self._status_error(502, body, {})  # a 200 carrying an error
@@ -125,13 +131,26 @@ class AnthropicAdapter:
         """The upstream's exact count of the request's input tokens; None when it does not serve count_tokens."""
         native = _native(call)
         request = _native_body(call, native) if native else to_messages_request(call, self.default_max_tokens)
-        for name in ("max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k", "metadata",
-                     "service_tier"):
+        for name in (
+            "max_tokens",
+            "stream",
+            "stop_sequences",
+            "temperature",
+            "top_p",
+            "top_k",
+            "metadata",
+            "service_tier",
+        ):
             request.pop(name, None)
         try:
             data, _ = await fetch_json(
-                self.client, self.upstream, "POST", self.prefix + "/messages/count_tokens", self._status_error,
-                content=orjson.dumps(request), headers=_headers(call, native=native),
+                self.client,
+                self.upstream,
+                "POST",
+                self.prefix + "/messages/count_tokens",
+                self._status_error,
+                content=orjson.dumps(request),
+                headers=_headers(call, native=native),
             )
         except UpstreamStatusError as exc:
             if exc.upstream_status in (404, 405):  # a proxy or an older API without the endpoint
@@ -147,9 +166,13 @@ class AnthropicAdapter:
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         translator = (NativeStreamTranslator if native else StreamTranslator)(request["model"], include_usage)
         return stream_sse(
-            self.client, self.upstream, self.prefix + "/messages", self._status_error,
+            self.client,
+            self.upstream,
+            self.prefix + "/messages",
+            self._status_error,
             _AnthropicEvents(self, translator),
-            content=orjson.dumps(request), headers=_headers(call, stream=True, native=native),
+            content=orjson.dumps(request),
+            headers=_headers(call, self.upstream, stream=True, native=native),
         )
 
     def _status_error(self, status: int, content: bytes, headers: Mapping[str, str]) -> UpstreamError:
@@ -243,10 +266,11 @@ def _native_body(call: Call, native: NativeRequest) -> dict[str, Any]:
     return body
 
 
-def _headers(call: Call, *, stream: bool = False, native: NativeRequest | None = None) -> dict[str, str]:
+def _headers(
+    call: Call, upstream: HttpUpstream, *, stream: bool = False, native: NativeRequest | None = None
+) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
-    if call.request_id:
-        headers["x-request-id"] = call.request_id
+    headers.update(correlation_headers(upstream, call.request_id))
     if call.traceparent:
         headers["traceparent"] = call.traceparent
     if native is not None:

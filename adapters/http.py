@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -50,6 +51,31 @@ class HttpUpstream:
     max_connections: int = 1000
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # a whole answer, after inflating
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES  # one line / event of a stream
+    # request correlation: the header the request id goes out in ("" sends none), and in what form: "uuid" (what
+    # every upstream accepts; llama-cpp-python's server refuses anything else) or "verbatim" (the id as it is)
+    request_id_header: str = "x-request-id"
+    request_id_format: str = "uuid"
+
+
+_REQUEST_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5b7d-4e8f-9a0b-1c2d3e4f5a6b")
+
+
+def upstream_request_id(request_id: str) -> str:
+    """The request id as a UUID: a UUID stays itself, the gateway's own `req_<32 hex>` is those digits, and any other
+    id a client sent becomes the UUID derived from it (uuid5, so the same id always maps to the same UUID)."""
+    digits = request_id.removeprefix("req_")
+    try:
+        return str(uuid.UUID(digits))
+    except ValueError:
+        return str(uuid.uuid5(_REQUEST_ID_NAMESPACE, request_id))
+
+
+def correlation_headers(upstream: HttpUpstream, request_id: str) -> dict[str, str]:
+    """The header that carries the request id upstream, in the form this provider is configured to send."""
+    if not request_id or not upstream.request_id_header:
+        return {}
+    value = request_id if upstream.request_id_format == "verbatim" else upstream_request_id(request_id)
+    return {upstream.request_id_header: value}
 
 
 def make_client(
@@ -120,7 +146,10 @@ def status_error(
 ) -> UpstreamError:
     """Map an upstream error status to the gateway's errors, keeping the upstream's message, type and code."""
     message, etype, code, param = _error_fields(content)
-    message = message or f"upstream {provider!r} answered HTTP {status}"
+    said = f"upstream {provider!r} answered HTTP {status}"
+    if not message:  # llama-cpp-python's server answers a refused request 400 with no body at all
+        message = f"{said} with an empty body (it gave no reason)"
+        code = code or (f"upstream_http_{status}" if status < 500 else None)
     if status == 429:
         return UpstreamRateLimited(
             message,
@@ -150,11 +179,14 @@ def status_error(
     if code == "context_length_exceeded" or (status in (400, 413) and any(m in lowered for m in context_markers)):
         code = "context_length_exceeded"
     kind = "4xx" if status < 500 else "5xx"
-    if status >= 500:
-        message = f"upstream {provider!r} answered HTTP {status}: {message}"
-    return UpstreamStatusError(
+    if status >= 500 and not message.startswith(said):
+        message = f"{said}: {message}"
+    error = UpstreamStatusError(
         message, provider=provider, upstream_status=status, type=etype, code=code, param=param, kind=kind
     )
+    if status < 500 and code is None:
+        error.code = None  # a 4xx the upstream gave no code for: null, as OpenAI's own often is; never "bad_gateway"
+    return error
 
 
 CONTEXT_MARKERS = ("context length", "context_length", "maximum context", "too many tokens", "prompt is too long")

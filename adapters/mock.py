@@ -11,12 +11,14 @@ import asyncio
 import base64
 import hashlib
 import random
+import re
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
+from llm_gateway.adapters.mock_moderation import moderation
 from llm_gateway.vocab.tokens import count_messages, count_prompt, count_text, encoding, message_text
 from llm_gateway.vocab.types import Call
 
@@ -30,9 +32,17 @@ def _digest(*parts: Any) -> str:
 
 
 class MockAdapter:
-    def __init__(self, name: str = "mock", *, embedding_dim: int = 256, stream_delay_ms: int = 0) -> None:
+    def __init__(
+        self,
+        name: str = "mock",
+        *,
+        embedding_dim: int = 256,
+        stream_delay_ms: int = 0,
+        deny_patterns: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.embedding_dim = embedding_dim
+        self.deny_patterns = tuple(re.compile(p, re.IGNORECASE) for p in deny_patterns)  # flagged by moderate()
         self.stream_delay = stream_delay_ms / 1000  # pause between streamed chunks (slow-stream demos, tests)
 
     # chat
@@ -219,6 +229,11 @@ class MockAdapter:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
+    # moderations
+
+    async def moderate(self, call: Call) -> dict[str, Any]:
+        return moderation(call.body, call.model or call.alias, self.deny_patterns)
+
     async def list_models(self) -> list[dict[str, Any]]:
         return [{"id": "mock", "object": "model", "created": CREATED, "owned_by": "llm-gateway"}]
 
@@ -263,8 +278,10 @@ def _structured_reply(body: dict[str, Any], messages: list[dict[str, Any]]) -> s
 
 
 def _truncate(text: str, body: dict[str, Any], default_max: int | None = None) -> tuple[str, str]:
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or default_max
-    if isinstance(limit, int) and limit > 0:
+    limit = body.get("max_completion_tokens")
+    limit = body.get("max_tokens") if limit is None else limit
+    limit = default_max if limit is None else limit
+    if isinstance(limit, int) and limit >= 0:  # 0 answers nothing (with echo: just the prompt, as OpenAI scores it)
         tokens = encoding().encode(text, disallowed_special=())
         if len(tokens) > limit:
             return encoding().decode(tokens[:limit]), "length"

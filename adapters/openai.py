@@ -14,6 +14,7 @@ import orjson
 from llm_gateway.adapters.http import (
     CONTEXT_MARKERS,
     HttpUpstream,
+    correlation_headers,
     fetch_json,
     make_client,
     status_error,
@@ -31,6 +32,9 @@ class OpenAIAdapter:
         if upstream.api_key:
             headers["authorization"] = f"Bearer {upstream.api_key}"
         self.client = make_client(upstream, headers, transport)
+        # OpenAI's own API reads max_completion_tokens; other OpenAI-compatible servers (llama-cpp-python's, vLLM's
+        # older ones, LiteLLM's passthroughs) read only max_tokens: they get both, or a limit is silently ignored
+        self._also_max_tokens = "api.openai.com" not in upstream.base_url
 
     async def chat(self, call: Call) -> dict[str, Any]:
         return await self._post("/chat/completions", call)
@@ -47,6 +51,9 @@ class OpenAIAdapter:
     async def embed(self, call: Call) -> dict[str, Any]:
         return await self._post("/embeddings", call)
 
+    async def moderate(self, call: Call) -> dict[str, Any]:
+        return await self._post("/moderations", call)
+
     async def list_models(self) -> list[dict[str, Any]]:
         data, _ = await fetch_json(self.client, self.upstream, "GET", "/models", self._status_error)
         return list(data.get("data") or [])
@@ -54,13 +61,19 @@ class OpenAIAdapter:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    def _body(self, call: Call) -> dict[str, Any]:
+        body = call.upstream_body()
+        if self._also_max_tokens and body.get("max_tokens") is None and body.get("max_completion_tokens") is not None:
+            body["max_tokens"] = body["max_completion_tokens"]
+        return body
+
     def _status_error(self, status: int, content: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return status_error(self.name, status, content, headers, context_markers=CONTEXT_MARKERS)
 
     async def _post(self, path: str, call: Call) -> dict[str, Any]:
         data, body = await fetch_json(
             self.client, self.upstream, "POST", path, self._status_error,
-            content=orjson.dumps(call.upstream_body()), headers=_headers_for(call),
+            content=orjson.dumps(self._body(call)), headers=_headers_for(call, self.upstream),
         )
         if "error" in data and "choices" not in data and "data" not in data:
             raise status_error(self.name, 502, body, {})  # some servers answer 200 with an error body
@@ -69,7 +82,7 @@ class OpenAIAdapter:
     def _stream(self, path: str, call: Call) -> AsyncIterator[dict[str, Any]]:
         return stream_sse(
             self.client, self.upstream, path, self._status_error, _OpenAIEvents(self.name),
-            content=orjson.dumps(call.upstream_body()), headers=_headers_for(call, stream=True),
+            content=orjson.dumps(self._body(call)), headers=_headers_for(call, self.upstream, stream=True),
         )
 
 
@@ -100,10 +113,9 @@ class _OpenAIEvents:
         return (chunk,)
 
 
-def _headers_for(call: Call, *, stream: bool = False) -> dict[str, str]:
+def _headers_for(call: Call, upstream: HttpUpstream, *, stream: bool = False) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
-    if call.request_id:
-        headers["x-request-id"] = call.request_id
+    headers.update(correlation_headers(upstream, call.request_id))
     if call.traceparent:
         headers["traceparent"] = call.traceparent
     return headers

@@ -44,6 +44,8 @@ class ProviderFields(Protocol):
     concurrency: int
     embedding_dim: int
     stream_delay_ms: int
+    request_id_header: str
+    request_id_format: str
 
 
 Build = Callable[[ProviderFields, Any], Adapter]  # (settings, transport for tests or None) -> adapter
@@ -74,6 +76,8 @@ def http_upstream(p: ProviderFields) -> HttpUpstream:
         max_connections=p.max_connections,
         max_answer_bytes=p.max_answer_bytes,
         max_event_bytes=p.max_event_bytes,
+        request_id_header=p.request_id_header,
+        request_id_format=p.request_id_format,
     )
 
 

@@ -75,7 +75,7 @@ class BudgetPolicy(BasePolicy):
         if spent is not None:
             self.counters["exhausted"] += 1
             raise QuotaExceeded(
-                f"The key `{key.name}` has used its budget: ${spent:.4f} of ${key.budget_usd:.2f}. "
+                f"The key `{key.name}` has used its budget: {usd(spent)} of {usd(key.budget_usd)}. "
                 "Ask the gateway's administrator for a higher budget or a new key."
             )
         ctx.state[_HELD] = (key.id, ticket)
@@ -190,3 +190,10 @@ class BudgetPolicy(BasePolicy):
         finally:
             await self.ledger.aclose()
             await self.store.aclose()
+
+
+def usd(value: float) -> str:
+    """Dollars with the decimals the amount needs: a $0.00001 budget reads $0.00001, not $0.00."""
+    if value == 0 or abs(value) >= 0.01:
+        return f"${value:.2f}" if value == round(value, 2) else f"${value:.4f}"
+    return f"${value:.8f}".rstrip("0")

@@ -110,7 +110,7 @@ class RateLimitPolicy(BasePolicy):
         choices = body.get("n") or 1
         if not isinstance(allowed, int) or not isinstance(choices, int):
             return prompt
-        return prompt + allowed * max(1, choices)
+        return prompt + max(0, allowed) * max(1, choices)  # a nonsensical limit is for the upstream to refuse
 
     async def _settle(self, ctx: RequestContext) -> None:
         pending = ctx.state.pop(_PENDING, None)

@@ -50,6 +50,8 @@ class DirectoryStore:
         file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.stem}.", suffix=".tmp")
         try:
+            # mkstemp makes it 0600; a recording is a fixture the team's CI user reads: the umask's usual mode
+            os.fchmod(fd, 0o666 & ~_umask())
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 out.flush()
@@ -91,3 +93,9 @@ class DirectoryStore:
 
     async def aclose(self) -> None:
         return None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 
 FORMAT_VERSION = 1
-_PRETTY = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+# pretty, never re-sorted: a replayed answer keeps the upstream's own key order, byte for byte as the client got it
+_PRETTY = orjson.OPT_INDENT_2
 
 
 class CorruptRecording(Exception):
@@ -105,7 +106,7 @@ class Recording:
         return data
 
     def to_json(self) -> bytes:
-        """Pretty, key-sorted JSON with a trailing newline: small, stable diffs in git."""
+        """Pretty JSON with a trailing newline, keys in the order they came (the upstream's): stable diffs in git."""
         return orjson.dumps(self.to_dict(), option=_PRETTY) + b"\n"
 
     @classmethod

@@ -88,7 +88,7 @@ class PostgresStore:
                     recording = recording.keeping_other_shape(Recording.from_json(bytes(old), self._where(key)))
                 except CorruptRecording:
                     pass  # a corrupt row is replaced whole
-            data = orjson.dumps(recording.to_dict(), option=orjson.OPT_SORT_KEYS)
+            data = orjson.dumps(recording.to_dict())  # the upstream's key order kept (README "identical")
             await conn.execute(
                 "UPDATE gateway_recordings SET alias = $2, endpoint = $3, created = $4, data = $5 WHERE key = $1",
                 key, recording.meta.alias, recording.endpoint, recording.meta.created, data)

@@ -62,7 +62,7 @@ class SQLiteStore:
 
     async def put(self, key: str, recording: Recording) -> None:
         db = await self._conn()
-        data = orjson.dumps(recording.to_dict(), option=orjson.OPT_SORT_KEYS)
+        data = orjson.dumps(recording.to_dict())  # the upstream's key order kept
         await db.execute(
             "INSERT INTO recordings (key, alias, endpoint, created, last_used, data) VALUES (?, ?, ?, ?, NULL, ?) "
             "ON CONFLICT(key) DO UPDATE SET alias = excluded.alias, endpoint = excluded.endpoint, "

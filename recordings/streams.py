@@ -189,14 +189,10 @@ def _chat_deltas(whole: dict[str, Any]) -> list[dict[str, Any]]:
 def fit_usage(chunks: list[dict[str, Any]], include_usage: bool, usage: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Recorded chunks for a client whose `stream_options.include_usage` may differ from the recorded request's.
 
-    The trailing usage chunk is dropped when the client did not ask for it, and added (from the recorded usage) when
-    it asked and the recording has none.
+    The trailing usage chunk is dropped when the client did not ask for it. One is never added: a replayed stream is
+    what the upstream sent, and an upstream that sends no usage chunk (llama-cpp-python's server) replays without.
     """
     has_usage_chunk = bool(chunks) and not chunks[-1].get("choices") and bool(chunks[-1].get("usage"))
     if not include_usage and has_usage_chunk:
         return chunks[:-1]
-    if include_usage and not has_usage_chunk and usage and chunks:
-        last = chunks[-1]
-        base = {k: last[k] for k in ("id", "object", "created", "model", "system_fingerprint") if k in last}
-        return [*chunks, dict(base, choices=[], usage=usage)]
     return chunks

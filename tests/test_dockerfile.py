@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from llm_gateway.cli.main import build_parser
 from llm_gateway.composition.root import create_app
 from llm_gateway.config.settings import load_settings
 from tests.conftest import make_settings
-from tests.support.server import running
+from tests.support.server import free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -88,15 +89,23 @@ def test_the_entry_point_is_exec_form_and_parses_as_gateway_serve() -> None:
     assert shipped.server.port == 8080
 
 
-def test_the_healthcheck_passes_on_a_live_gateway_and_fails_without_one() -> None:
+def test_the_healthcheck_asks_the_port_the_config_says_and_fails_without_a_gateway(tmp_path: Path) -> None:
     (check,) = [rest for word, rest in _instructions() if word == "HEALTHCHECK"]
     argv = json.loads(check[check.index("CMD") + 3 :].strip())
-    assert "http://127.0.0.1:8080/healthz" in argv[-1]
-    with running(create_app(make_settings())) as url:
-        live = [*argv[:-1], argv[-1].replace("http://127.0.0.1:8080", url)]
-        assert subprocess.run([sys.executable, *live[1:]], timeout=30, check=False).returncode == 0
-    gone = [*argv[:-1], argv[-1].replace("http://127.0.0.1:8080", url)]  # the same port, nobody listening
-    assert subprocess.run([sys.executable, *gone[1:]], capture_output=True, timeout=30, check=False).returncode != 0
+    assert "8080" not in argv[-1]  # never a hardcoded port: a config that moves the port moves the check
+    port = free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[server]\nport = {port}\n[providers.m]\ntype = "mock"\n[models.m]\nprovider = "m"\n')
+    env = {**os.environ, "GATEWAY_CONFIG": str(config)}
+    with running(create_app(make_settings()), port=port):
+        assert subprocess.run([sys.executable, *argv[1:]], env=env, timeout=30, check=False).returncode == 0
+    gone = subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, timeout=30, check=False)
+    assert gone.returncode != 0  # the same port, nobody listening
+
+
+def test_a_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", ".gateway", "**/__pycache__"} <= set(ignored)
 
 
 def test_the_image_install_steps_are_the_readme_commands() -> None:

@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from llm_gateway.cli.common import add_config_argument, cell, date, load_config, table
 from llm_gateway.cli.recordings import duration
 from llm_gateway.composition.state import key_store
-from llm_gateway.config.settings import ConfigError, Settings, default_config_path, load_settings
+from llm_gateway.config.settings import Settings
 from llm_gateway.policies.key_store import DuplicateKeyName, KeyRecord, KeyStore
 
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     def command(name: str, help: str, run: Callable[[argparse.Namespace, Settings, KeyStore], Awaitable[int]]
                 ) -> argparse.ArgumentParser:
         p = commands.add_parser(name, help=help)
-        p.add_argument("--config", help="config file (default: $GATEWAY_CONFIG or ./gateway.toml)")
+        add_config_argument(p)
         p.add_argument("--state-path", help="override [server] state_path (the SQLite state database)")
         p.set_defaults(func=lambda args: _run(args, run))
         return p
@@ -93,12 +94,8 @@ def _positive_float(text: str) -> float:
 
 
 def _run(args: argparse.Namespace, run: Callable[[argparse.Namespace, Settings, KeyStore], Awaitable[int]]) -> int:
-    try:
-        settings = load_settings(args.config or default_config_path())
-    except ConfigError as exc:
-        print(f"gateway: {len(exc.problems)} problem(s) in the config:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+    settings = load_config(args)
+    if settings is None:
         return 2
 
     async def main() -> int:
@@ -156,8 +153,8 @@ async def _list(args: argparse.Namespace, settings: Settings, store: KeyStore) -
             print(json.dumps(row))
         return 0
     header = ["id", "name", "key", "status", "models", "rpm", "tpm", "budget_usd", "expires", "created"]
-    table = [[_cell(row[h if h != "key" else "hint"]) for h in header] for row in rows]
-    print(_table(header, table) if rows else "no keys")
+    cells = [[cell(row[h if h != "key" else "hint"]) for h in header] for row in rows]
+    print(table(header, cells) if rows else "no keys")
     return 0
 
 
@@ -189,15 +186,15 @@ async def _usage(args: argparse.Namespace, settings: Settings, store: KeyStore) 
         print("no usage recorded")
         return 0
     header = ["key", "key_id", "alias", "requests", "prompt_tokens", "completion_tokens", "spend_usd"]
-    table = [[_cell(row[h]) for h in header] for row in rows]
+    cells = [[cell(row[h]) for h in header] for row in rows]
     totals: dict[str, list[Any]] = {}
     for row in rows:
         total = totals.setdefault(row["key"], [0, 0, 0, 0.0])
         for i, field in enumerate(("requests", "prompt_tokens", "completion_tokens", "spend_usd")):
             total[i] += row[field]
     for name, (requests, prompt, completion, spend) in totals.items():
-        table.append([name, "", "(all)", str(requests), str(prompt), str(completion), f"{spend:.6f}"])
-    print(_table(header, table))
+        cells.append([name, "", "(all)", str(requests), str(prompt), str(completion), f"{spend:.6f}"])
+    print(table(header, cells))
     return 0
 
 
@@ -206,24 +203,5 @@ def _row(record: KeyRecord) -> dict[str, Any]:
     return {
         "id": info.id, "name": info.name, "hint": record.hint + "...", "status": record.status(time.time()),
         "models": list(info.models), "rpm": info.rpm, "tpm": info.tpm, "budget_usd": info.budget_usd,
-        "expires": _date(record.expires_at), "created": _date(record.created_at), "revoked": _date(record.revoked_at),
+        "expires": date(record.expires_at), "created": date(record.created_at), "revoked": date(record.revoked_at),
     }
-
-
-def _date(when: float | None) -> str | None:
-    return None if when is None else datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return ",".join(value) or "all"
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])

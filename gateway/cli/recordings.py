@@ -11,19 +11,17 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from llm_gateway.cli.common import add_config_argument, date, duration, load_config
 from llm_gateway.composition.recorder import key_maker
-from llm_gateway.config.settings import ConfigError, RecordingSettings, default_config_path, load_settings
+from llm_gateway.config.settings import RecordingSettings
 from llm_gateway.recordings.model import Recording
 from llm_gateway.recordings.store import STORE_KINDS, Store, open_store
 from llm_gateway.vocab.types import ENDPOINTS
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         name: str, help: str, run: Callable[[argparse.Namespace, Store], Awaitable[int]], filters: bool = False
     ) -> argparse.ArgumentParser:
         p = commands.add_parser(name, help=help)
-        p.add_argument("--config", help="config file (default: $GATEWAY_CONFIG or ./gateway.toml)")
+        add_config_argument(p)
         p.add_argument("--store", choices=STORE_KINDS, help="override [recording] store")
         p.add_argument("--path", help="override [recording] path")
         if filters:
@@ -76,25 +74,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     key = commands.add_parser("key", help="print the key and normalized body of a request read from a file or stdin")
     key.add_argument("file", nargs="?", help="the request body as JSON (default: stdin)")
     key.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="chat", help="the call kind (default chat)")
-    key.add_argument("--config", help="config file (default: $GATEWAY_CONFIG or ./gateway.toml)")
+    add_config_argument(key)
     key.set_defaults(func=_key)
 
 
-def duration(text: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 30m, 12h, 7d or 2w, got {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
 def _settings(args: argparse.Namespace) -> RecordingSettings | None:
-    path = args.config or default_config_path()
-    try:
-        settings = load_settings(path)
-    except ConfigError as exc:
-        print(f"gateway: {len(exc.problems)} problem(s) in the config:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+    if getattr(args, "store", None) and getattr(args, "path", None) and not args.config:
+        return replace(RecordingSettings(), store=args.store, path=args.path)  # the store is named: no config needed
+    settings = load_config(args)
+    if settings is None:
         return None
     overrides = {k: v for k, v in (("store", getattr(args, "store", None)), ("path", getattr(args, "path", None))) if v}
     recording = replace(settings.recording, **overrides)
@@ -145,9 +133,7 @@ def _shape(recording: Recording) -> str:
 
 
 def _when(seconds: float | None) -> str:
-    if not seconds:
-        return "-"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return date(seconds) or "-"
 
 
 async def _ls(args: argparse.Namespace, store: Store) -> int:

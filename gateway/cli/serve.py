@@ -12,12 +12,13 @@ import sys
 import tempfile
 from typing import Any
 
+from llm_gateway.cli.common import add_config_argument, report_config_error
 from llm_gateway.config.settings import RECORD_MODES, ConfigError, default_config_path, load_settings, masked
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", help="config file (default: $GATEWAY_CONFIG or ./gateway.toml)")
+    add_config_argument(serve)
     serve.add_argument("--host", help="override [server] host")
     serve.add_argument("--port", type=int, help="override [server] port")
     serve.add_argument("--workers", type=int, help="override [server] workers")
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(func=run_serve)
 
     check = sub.add_parser("check", help="validate the config and print it resolved, secrets masked")
-    check.add_argument("--config", help="config file (default: $GATEWAY_CONFIG or ./gateway.toml)")
+    add_config_argument(check)
     check.set_defaults(func=run_check)
 
 
@@ -36,9 +37,7 @@ def _load(args: argparse.Namespace):
     try:
         return path, load_settings(path)
     except ConfigError as exc:
-        print(f"gateway: {len(exc.problems)} problem(s) in the config:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        report_config_error(exc)
         return path, None
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 
-from llm_gateway.config.settings import ConfigError, default_config_path, load_settings
+from llm_gateway.cli.common import add_config_argument, config_path, load_config
+from llm_gateway.config.settings import ConfigError, Settings, load_settings
 
 _SPARK = "▁▂▃▄▅▆▇█"
 
@@ -17,17 +18,22 @@ _SPARK = "▁▂▃▄▅▆▇█"
 def register(sub: argparse._SubParsersAction) -> None:
     stats = sub.add_parser("stats", help="print a running gateway's usage: requests, latency, tokens, spend, health")
     stats.add_argument("--url", help="the gateway's base URL (default: [server] host and port of the config)")
-    stats.add_argument("--config", help="config file (default: $GATEWAY_CONFIG or ./gateway.toml)")
-    stats.add_argument("--key", help="the master key, when auth is on")
+    add_config_argument(stats)
+    stats.add_argument("--key", help="the master key, when auth is on (default: the config's [auth] master_key)")
     stats.add_argument("--json", action="store_true", help="print the stats JSON as the gateway answered it")
     stats.set_defaults(func=run_stats)
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    url = args.url or _url_from_config(args.config)
-    if url is None:
-        return 2
-    headers = {"authorization": f"Bearer {args.key}"} if args.key else {}
+    settings = None
+    if not args.url or not args.key:  # where it listens and its master key: from the config, unless given
+        intro = "gateway stats: give --url, or a config whose [server] says where the gateway listens:"
+        settings = load_config(args, intro=intro) if not args.url else _quietly(args)
+        if settings is None and not args.url:
+            return 2
+    url = args.url or _url_of(settings)
+    key = args.key or (settings.auth.master_key if settings is not None else "")
+    headers = {"authorization": f"Bearer {key}"} if key else {}
     try:
         response = httpx.get(url.rstrip("/") + "/ui/api/stats", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
@@ -48,14 +54,16 @@ def run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _url_from_config(path: str | None) -> str | None:
+def _quietly(args: argparse.Namespace) -> Settings | None:
     try:
-        server = load_settings(path or default_config_path()).server
-    except ConfigError as exc:
-        print("gateway stats: give --url, or a config whose [server] says where the gateway listens:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return None
+        return load_settings(config_path(args))
+    except ConfigError:
+        return None  # --url was given: the config was only asked for its master key
+
+
+def _url_of(settings: Settings | None) -> str:
+    assert settings is not None
+    server = settings.server
     host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
     return f"http://{host}:{server.port}"
 

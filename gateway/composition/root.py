@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from llm_gateway.composition.adapters import build_adapters
+from llm_gateway.composition.adapters import build_adapters, share_deny_list
 from llm_gateway.composition.policies import build_policies
 from llm_gateway.composition.recorder import build_recorder
+from llm_gateway.composition.reload import ReloadingApp
 from llm_gateway.composition.state import fleet_stats
 from llm_gateway.config.settings import Settings, load_settings
 from llm_gateway.engine.pipeline import Pipeline
@@ -24,11 +25,18 @@ from llm_gateway.server.shutdown import Drain
 from llm_gateway.vocab.types import Call, RequestContext
 
 
-def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = None,
-                  span_exporter: Any = None) -> Gateway:
+def build_gateway(
+    settings: Settings,
+    *,
+    transports: Mapping[str, Any] | None = None,
+    span_exporter: Any = None,
+    drain: Drain | None = None,
+) -> Gateway:
     """`transports` (tests) replaces the HTTP transport of the named providers (respx, httpx.MockTransport);
-    `span_exporter` (tests) receives the spans instead of the OTLP exporter."""
+    `span_exporter` (tests) receives the spans instead of the OTLP exporter; `drain` is the running server's, handed
+    to a gateway built by a SIGHUP reload so that SIGTERM still reaches it."""
     adapters = build_adapters(settings.providers, transports)
+    share_deny_list(adapters, settings.guards.deny_list.patterns, settings.guards.deny_list.keywords)
     missing = {
         name: (", ".join(p.api_key_env) or f"providers.{name}.api_key")
         for name, p in settings.providers.items()
@@ -59,7 +67,7 @@ def build_gateway(settings: Settings, *, transports: Mapping[str, Any] | None = 
         provider_types = {name: p.type for name, p in settings.providers.items()}
         observer.tracing = Tracing(settings.tracing, settings.state.replica_id, provider_types, span_exporter)
     router.on_upstream_error = observer.upstream_error
-    drain = Drain(settings.server.shutdown_grace_seconds, in_flight=lambda: observer.in_flight)
+    drain = drain or Drain(settings.server.shutdown_grace_seconds, in_flight=lambda: observer.in_flight)
     return Gateway(settings, adapters=adapters, router=router, pipeline=pipeline, observer=observer, drain=drain)
 
 
@@ -81,9 +89,18 @@ def configure_http_limits(settings: Settings) -> None:
     ))
 
 
-def app_from_env() -> GatewayApp:
-    """uvicorn factory: `gateway serve` passes the config path (and overrides) through the environment."""
+def app_from_env() -> ReloadingApp:
+    """uvicorn factory: `gateway serve` passes the config path (and overrides) through the environment.
+
+    The app reloads gateway.toml on SIGHUP (composition/reload.py)."""
     settings = load_settings()
     configure_process_logging(settings.logging)  # the server's own log lines in the configured level and format
     configure_http_limits(settings)
-    return create_app(settings)
+    return ReloadingApp(create_app(settings), create_app_reloaded)
+
+
+def create_app_reloaded(drain: Drain) -> GatewayApp:
+    """The app for the config file as it is now (raises ConfigError, so a bad file changes nothing)."""
+    settings = load_settings()
+    configure_http_limits(settings)
+    return asgi_app(build_gateway(settings, drain=drain))

@@ -65,6 +65,8 @@ class ProviderSettings:
     max_connections: int = 1000
     max_answer_bytes: int = 64 * 1024 * 1024  # a whole answer, inflated; larger ones are a 502
     max_event_bytes: int = 1024 * 1024  # one event (line) of a stream
+    request_id_header: str = "x-request-id"  # "" sends no request id upstream
+    request_id_format: str = "uuid"  # uuid | verbatim
     # anthropic
     anthropic_version: str = "2023-06-01"
     default_max_tokens: int = 4096
@@ -231,6 +233,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     tracing = parse_tracing(root.table("tracing"))
     root.finish()
     _check_references(providers, models, problems, warnings)
+    if not models:
+        problems.append('models: no model alias is configured; add one, e.g. [models.mock] with provider = "mock"')
     if recording.store == "postgres" and not state.database_url:
         problems.append('recording.store: "postgres" needs [state] database_url (or GATEWAY_DATABASE_URL)')
     if guards.moderation.alias and guards.moderation.alias not in models:
@@ -303,6 +307,8 @@ def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSetting
         max_connections=t.integer("max_connections", d.max_connections, minimum=1),
         max_answer_bytes=t.integer("max_answer_bytes", d.max_answer_bytes, minimum=1024),
         max_event_bytes=t.integer("max_event_bytes", d.max_event_bytes, minimum=1024),
+        request_id_header=t.string("request_id_header", d.request_id_header),
+        request_id_format=t.string("request_id_format", d.request_id_format, choices=("uuid", "verbatim")),
         anthropic_version=t.string("anthropic_version", d.anthropic_version),
         default_max_tokens=t.integer("default_max_tokens", d.default_max_tokens, minimum=1),
         model_path=t.string("model_path", d.model_path),

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ANY_REF = re.compile(r"\$\{[^}]*\}?")  # anything that starts like a reference: what _ENV_REF did not take is malformed
+_SECRETS = ("api_key", "master_key")  # may stay unset: their owners warn ("set OPENAI_API_KEY"), the start goes on
 _MISSING = object()
 
 
@@ -35,6 +37,11 @@ def expand_env(value: str, env: Mapping[str, str], unset: list[str] | None = Non
         return ""
 
     return _ENV_REF.sub(substitute, value)
+
+
+def malformed_refs(value: str) -> list[str]:
+    """`${VAR` (unclosed), `${1BAD}`, `${}`: references expand_env would leave in the text as they are."""
+    return [m.group(0) for m in _ANY_REF.finditer(_ENV_REF.sub("", value))]
 
 
 def _type_name(value: Any) -> str:
@@ -75,10 +82,7 @@ class Table:
         if not isinstance(value, str):
             self.error(key, f"expected a string, got {_type_name(value)}")
             return default
-        unset: list[str] = []
-        value = expand_env(value, self.env, unset)
-        if unset:
-            self.unset_env[key] = unset
+        value = self._expanded(key, value)
         if choices is not None:
             options = list(choices)
             if value not in options:
@@ -115,7 +119,7 @@ class Table:
         if value is _MISSING:
             return default
         if isinstance(value, str):
-            text = expand_env(value, self.env).strip().lower()
+            text = self._expanded(key, value).strip().lower()
             if text in ("true", "1", "yes", "on"):
                 return True
             if text in ("false", "0", "no", "off", ""):
@@ -132,7 +136,7 @@ class Table:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.error(key, "expected an array of strings")
             return default
-        return tuple(expand_env(v, self.env) for v in value)
+        return tuple(self._expanded(key, v) for v in value)
 
     def table(self, key: str) -> Table:
         value = self._get(key, _MISSING)
@@ -170,8 +174,24 @@ class Table:
             if key not in self.used:
                 self.error(key, "unknown key")
 
+    def _expanded(self, key: str, value: str) -> str:
+        """`value` with its references expanded; malformed ones, and unset variables outside secrets, reported."""
+        for ref in malformed_refs(value):
+            self.error(key, f"malformed reference {ref!r}: write ${{NAME}} or ${{NAME:-default}} (NAME: letters, "
+                            "digits and _, not starting with a digit)")
+        unset: list[str] = []
+        value = expand_env(value, self.env, unset)
+        if unset:
+            self.unset_env[key] = unset
+            if key not in _SECRETS:
+                names = ", ".join(unset)
+                self.error(key, f"environment variable {names} is not set (give a default: ${{{unset[0]}:-...}})")
+        return value
+
     def _coerce_env(self, key: str, value: str, kind: type) -> Any:
-        text = expand_env(value, self.env).strip()
+        text = self._expanded(key, value).strip()
+        if not text and key in self.unset_env:
+            return None  # reported by _expanded, with the variable's name
         try:
             return kind(text)
         except ValueError:

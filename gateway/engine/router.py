@@ -1,6 +1,12 @@
 """Alias -> deployments: pick one (weighted / least busy / lowest latency), retry with backoff, cool down, fall back.
 
 Failover happens only before the first chunk of a stream; after that an upstream failure ends the stream.
+
+One client cannot take a deployment out: the failures one request causes count once per deployment, a deployment
+that *answered* a request with HTTP 500 is not asked that request again (a 500 caused by the body, as llama-cpp-python's
+server answers its validation errors, would only repeat; other deployments and fallbacks are still tried, and
+502/503/504, timeouts and refused connections, which say nothing about the body, are retried as before), and the
+last healthy deployment of an alias is never cooled down (Envoy's panic rule: a degraded deployment beats none).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from llm_gateway.vocab.errors import (
     ServiceUnavailable,
     UpstreamError,
     UpstreamRateLimited,
+    UpstreamStatusError,
     UpstreamTimeout,
 )
 from llm_gateway.vocab.types import Adapter, Call, RequestContext
@@ -77,22 +84,41 @@ class Router:
 
     def health(self) -> list[dict[str, Any]]:
         now = self._clock()
-        return [
-            {
-                "alias": alias,
-                "deployment": s.deployment.label,
-                "provider": s.deployment.provider,
-                "healthy": s.healthy(now),
-                "cooldown_seconds_left": max(0.0, round(s.cooldown_until - now, 3)),
-                "cooldowns": s.cooldowns,
-                "in_flight": s.in_flight,
-                "latency_ewma_seconds": s.latency_ewma,
-                "served": s.served,
-                "errors": s.errors,
-            }
-            for alias, route in self.routes.items()
-            for s in route.states
-        ]
+        rows = []
+        for alias, route in self.routes.items():
+            for s in route.states:
+                status, reason = self._status(s, now)
+                rows.append(self._health_row(alias, s, now, status, reason))
+        return rows
+
+    def _status(self, s: DeploymentState, now: float) -> tuple[str, str]:
+        """healthy | cooling_down | not_configured (no key) | unavailable (the adapter says it cannot serve)."""
+        missing = self.missing_keys.get(s.deployment.provider)
+        if missing is not None:
+            return "not_configured", f"set {missing}"
+        adapter = self.adapters.get(s.deployment.provider)
+        problem = getattr(adapter, "unavailable_reason", None)
+        reason = problem() if problem is not None else None
+        if reason:
+            return "unavailable", reason
+        return ("healthy", "") if s.healthy(now) else ("cooling_down", "")
+
+    @staticmethod
+    def _health_row(alias: str, s: DeploymentState, now: float, status: str, reason: str) -> dict[str, Any]:
+        return {
+            "alias": alias,
+            "deployment": s.deployment.label,
+            "provider": s.deployment.provider,
+            "healthy": status == "healthy",  # can take traffic now: 0 in gateway_deployment_healthy otherwise
+            "status": status,
+            "reason": reason,
+            "cooldown_seconds_left": max(0.0, round(s.cooldown_until - now, 3)),
+            "cooldowns": s.cooldowns,
+            "in_flight": s.in_flight,
+            "latency_ewma_seconds": s.latency_ewma,
+            "served": s.served,
+            "errors": s.errors,  # requests that failed on it (each counted once, however often it was retried)
+        }
 
     # public entry points
 
@@ -118,6 +144,15 @@ class Router:
                 return await adapter.chat(c)
             if c.kind == "completion":
                 return await adapter.complete(c)
+            if c.kind == "moderation":
+                moderate = getattr(adapter, "moderate", None)
+                if moderate is None:
+                    raise InvalidRequest(
+                        f"The model {c.alias!r} is served by provider {c.provider!r}, which has no moderations "
+                        "endpoint; route /v1/moderations to an OpenAI-compatible or mock provider.",
+                        param="model",
+                    )
+                return await moderate(c)
             return await adapter.embed(c)
 
         return await self._run(call, ctx, attempt)
@@ -204,7 +239,9 @@ class Router:
     ) -> Any:
         route = self.routes[alias]
         last_error: GatewayError | None = None
-        excluded: set[int] = set()
+        excluded: set[int] = set()  # tried by this request: picked again only when nothing else is left
+        answered_500: set[int] = set()  # answered this request with HTTP 500: never asked it again
+        charged: set[int] = set()  # failures this request caused, counted once per deployment
         for try_number in range(self.settings.retries + 1):
             if self._clock() >= deadline:
                 # out of time (earlier tries or aliases used it up): answer now without charging a deployment that was
@@ -213,7 +250,9 @@ class Router:
                     f"no answer within the {self.settings.deadline_seconds}s deadline", kind="timeout"
                 )
                 break
-            state = self._pick(route, excluded)
+            if all(id(s) in excluded for s in route.states):
+                excluded.clear()  # each was tried once: the next round goes through them again
+            state = self._pick(route, excluded, answered_500)
             if state is None:
                 break
             dep = state.deployment
@@ -226,6 +265,9 @@ class Router:
                 continue
             c = call.routed(alias, dep.model, dep.provider)
             _refuse_untranslatable(c, self.adapters[dep.provider], dep.label)
+            # who was asked, on the answer and the log line even when it fails (a success sets the same)
+            ctx.deployment = dep.label
+            ctx.provider = dep.provider
             started = self._clock()
             state.in_flight += 1
             try:
@@ -237,7 +279,7 @@ class Router:
                     provider=dep.provider,
                     kind="timeout",
                 )
-                self._failed(state)
+                self._failed_once(route, state, charged)
                 excluded.add(id(state))
                 if self.on_upstream_error is not None:
                     self.on_upstream_error(dep.provider, "timeout")
@@ -247,11 +289,16 @@ class Router:
                     self.on_upstream_error(exc.provider or dep.provider, exc.kind)
                 if not exc.retryable:
                     # the deployment is fine (it answered), the request is not: no failure counted, and no latency
-                    # sample either, since a quick 400 would make lowest_latency favour whoever rejects fastest
+                    # sample either, since a quick 400 would make lowest_latency favour whoever rejects fastest; it
+                    # is still a request that failed on it, as the usage page's per-alias table counts it
                     state.failures = 0
+                    if id(state) not in charged:
+                        state.errors += 1
                     raise
-                self._failed(state)
+                self._failed_once(route, state, charged)
                 excluded.add(id(state))
+                if isinstance(exc, UpstreamStatusError) and exc.upstream_status == 500:
+                    answered_500.add(id(state))
             else:
                 self._succeeded(state, self._clock() - started)
                 ctx.deployment = dep.label
@@ -264,6 +311,8 @@ class Router:
                 if held is None or state not in held:
                     state.in_flight -= 1
             if try_number < self.settings.retries:
+                if len(answered_500) == len(route.states):
+                    break  # every deployment answered this request with a 500: asking again would only repeat it
                 if _waits_past_deadline(last_error, self._clock(), deadline):
                     break  # Retry-After asks for longer than the deadline allows: answer the 429 now
                 delay = self._backoff(try_number, last_error, deadline)
@@ -287,19 +336,23 @@ class Router:
         except UpstreamError as exc:
             state = release.state
             if state is not None:
-                self._failed(state)
+                self._failed(state, self._route_of(state))
                 if self.on_upstream_error is not None:
                     self.on_upstream_error(exc.provider or state.deployment.provider, exc.kind)
             raise
         finally:
             release()
 
-    def _pick(self, route: AliasRoute, excluded: set[int]) -> DeploymentState | None:
+    def _pick(
+        self, route: AliasRoute, excluded: set[int], answered_500: set[int] = frozenset()  # type: ignore[assignment]
+    ) -> DeploymentState | None:
         now = self._clock()
         candidates = [s for s in route.states if id(s) not in excluded and s.healthy(now)]
         if not candidates:
             # every deployment is cooling down or was tried: retry the least recently failed one rather than fail
-            candidates = [s for s in route.states if id(s) not in excluded] or route.states
+            # (but never one that already answered this request with HTTP 500)
+            askable = [s for s in route.states if id(s) not in answered_500]
+            candidates = [s for s in askable if id(s) not in excluded] or askable
             return min(candidates, key=lambda s: s.cooldown_until) if candidates else None
         if len(candidates) == 1:
             return candidates[0]
@@ -321,15 +374,31 @@ class Router:
             delay = max(delay, error.retry_after)
         return max(0.0, min(delay, deadline - self._clock()))
 
-    def _failed(self, state: DeploymentState) -> None:
+    def _failed_once(self, route: AliasRoute, state: DeploymentState, charged: set[int]) -> None:
+        """Count a failure against `state`, once per request however often the request retried it."""
+        if id(state) not in charged:
+            charged.add(id(state))
+            self._failed(state, route)
+
+    def _failed(self, state: DeploymentState, route: AliasRoute | None = None) -> None:
         state.failures += 1
         state.errors += 1
-        if state.failures >= self.settings.cooldown_failures:
+        if state.failures >= self.settings.cooldown_failures and not self._last_healthy(state, route):
             state.cooldown_until = self._clock() + self.settings.cooldown_seconds
             state.cooldowns += 1
             # back from a cooldown it is on probation: one more failure (before a success resets the count) cools
             # it down again, rather than `cooldown_failures` more requests finding it still down
             state.failures = self.settings.cooldown_failures - 1
+
+    def _route_of(self, state: DeploymentState) -> AliasRoute | None:
+        return next((r for r in self.routes.values() if any(s is state for s in r.states)), None)
+
+    def _last_healthy(self, state: DeploymentState, route: AliasRoute | None) -> bool:
+        """True when no other deployment of the alias could take the traffic: then it is never cooled down."""
+        if route is None:
+            return False
+        now = self._clock()
+        return not any(s is not state and s.healthy(now) for s in route.states)
 
     @staticmethod
     def _succeeded(state: DeploymentState, seconds: float) -> None:

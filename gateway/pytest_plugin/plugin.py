@@ -13,6 +13,7 @@ replays what exists and records the rest.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import socket
 import threading
@@ -142,16 +143,28 @@ def gateway_base_url(llm_gateway: GatewayServer, gateway_recordings_dir: Path, p
     return llm_gateway.base_url
 
 
+def _sdk(name: str) -> Any:
+    """The SDK a client fixture hands out, or a failure that says what to install (not a bare ImportError)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pytest.fail(
+            f"the {name}_client fixtures need the {name} package: pip install {name} (or pip install "
+            "'llm-gateway[pytest]')",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
 def openai_client(gateway_base_url: str) -> Any:
-    import openai
+    openai = _sdk("openai")
 
     return openai.OpenAI(base_url=gateway_base_url, api_key=API_KEY, max_retries=0)
 
 
 @pytest.fixture
 def async_openai_client(gateway_base_url: str) -> Any:
-    import openai
+    openai = _sdk("openai")
 
     return openai.AsyncOpenAI(base_url=gateway_base_url, api_key=API_KEY, max_retries=0)
 
@@ -159,13 +172,13 @@ def async_openai_client(gateway_base_url: str) -> Any:
 @pytest.fixture
 def anthropic_client(gateway_base_url: str) -> Any:
     """The anthropic SDK pointed at the gateway (its base_url has no /v1: the SDK adds /v1/messages)."""
-    import anthropic
+    anthropic = _sdk("anthropic")
 
     return anthropic.Anthropic(base_url=gateway_base_url.removesuffix("/v1"), api_key=API_KEY, max_retries=0)
 
 
 @pytest.fixture
 def async_anthropic_client(gateway_base_url: str) -> Any:
-    import anthropic
+    anthropic = _sdk("anthropic")
 
     return anthropic.AsyncAnthropic(base_url=gateway_base_url.removesuffix("/v1"), api_key=API_KEY, max_retries=0)

@@ -334,6 +334,7 @@ MODEL_ENDPOINTS: dict[str, Wire] = {
     "/v1/chat/completions": OpenAIWire("chat"),
     "/v1/completions": OpenAIWire("completion"),
     "/v1/embeddings": OpenAIWire("embedding"),
+    "/v1/moderations": OpenAIWire("moderation"),
     RESPONSES_PATH: ResponsesWire(),
     MESSAGES_PATH: MessagesWire(),
 }
@@ -396,21 +397,30 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+async def start_serving(gateway: Gateway) -> None:
+    """What the server does before its first request (also after a SIGHUP reload, composition/reload.py)."""
+    gateway.drain.listen_for_signals()
+    await asyncio.to_thread(encoding)  # load tiktoken's table now, not on the first request
+    # what startup built (settings, tiktoken, metrics, adapters) lives as long as the server: out of the
+    # collector's sight, so full collections under load stop walking it (~6% of instructions at 64 connections)
+    gc.freeze()
+
+
+async def stop_serving(gateway: Gateway) -> None:
+    await gateway.aclose()
+    gc.unfreeze()  # an app stopped inside a longer-lived process (tests, the pytest plugin) can be collected
+
+
 def asgi_app(gateway: Gateway) -> GatewayApp:
     """The app that serves `gateway`: model endpoints, /v1/models, health, the operator routes, and its lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        gateway.drain.listen_for_signals()
-        await asyncio.to_thread(encoding)  # load tiktoken's table now, not on the first request
-        # what startup built (settings, tiktoken, metrics, adapters) lives as long as the server: out of the
-        # collector's sight, so full collections under load stop walking it (~6% of instructions at 64 connections)
-        gc.freeze()
+        await start_serving(gateway)
         try:
             yield
         finally:
-            await gateway.aclose()
-            gc.unfreeze()  # an app stopped inside a longer-lived process (tests, the pytest plugin) can be collected
+            await stop_serving(gateway)
 
     model_endpoints: dict[str, ModelEndpoint | TokenCountEndpoint] = {
         path: ModelEndpoint(gateway, wire) for path, wire in MODEL_ENDPOINTS.items()

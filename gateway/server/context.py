@@ -17,7 +17,10 @@ from llm_gateway.vocab.types import RequestContext
 _SCOPE_KEY = "llm_gateway.context"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # Generated request ids: a random per-process prefix and a counter. os.urandom per request cost ~90 us on a VM.
-_ID_PREFIX = os.urandom(6).hex()
+# The 32 digits are a version-4 UUID's (version and variant nibbles set), so upstreams that accept only UUIDs as
+# x-request-id get the same digits (adapters/http.py upstream_request_id).
+_random = os.urandom(10).hex()
+_ID_PREFIX = _random[:12] + "4" + _random[13:16] + "8" + _random[17:]
 _ID_COUNTER = itertools.count()
 
 

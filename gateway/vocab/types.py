@@ -11,13 +11,14 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from llm_gateway.vocab.counters import int_counters
 
-Kind = Literal["chat", "completion", "embedding"]
+Kind = Literal["chat", "completion", "embedding", "moderation"]
 
 # The path each kind of call is served on; also part of a recording's key.
 ENDPOINTS: dict[str, str] = {
     "chat": "/v1/chat/completions",
     "completion": "/v1/completions",
     "embedding": "/v1/embeddings",
+    "moderation": "/v1/moderations",
 }
 
 
@@ -146,6 +147,8 @@ class Adapter(Protocol):
     def stream_complete(self, call: Call) -> AsyncIterator[dict[str, Any]]: ...
 
     async def embed(self, call: Call) -> dict[str, Any]: ...
+
+    # optional: `moderate(call)` for /v1/moderations; an adapter without it answers those with a 400 (router.py)
 
     async def list_models(self) -> list[dict[str, Any]]: ...
 

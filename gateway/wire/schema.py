@@ -13,6 +13,7 @@ from llm_gateway.vocab.errors import InvalidRequest, ModelNotFound
 from llm_gateway.vocab.types import Call, Kind
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+DEFAULT_MODERATION_MODEL = "omni-moderation-latest"  # what a /v1/moderations body without `model` is routed to
 _NUM = (int, float)
 
 # field -> (check, expectation); None values are accepted for every optional field, as OpenAI does
@@ -23,8 +24,8 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "top_p": (lambda v: isinstance(v, _NUM) and not isinstance(v, bool) and 0 <= v <= 1, "a number between 0 and 1"),
     "n": (lambda v: _is_int(v) and 1 <= v <= 128, "an integer between 1 and 128"),
-    "max_tokens": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "max_completion_tokens": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    # legacy completions: 0 is valid (with echo it scores the prompt); chat's limits are left to the upstream
+    "max_tokens": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "presence_penalty": (
         lambda v: isinstance(v, _NUM) and not isinstance(v, bool) and -2 <= v <= 2,
         "a number between -2 and 2",
@@ -36,15 +37,13 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "top_logprobs": (lambda v: _is_int(v) and 0 <= v <= 20, "an integer between 0 and 20"),
     "seed": (lambda v: _is_int(v), "an integer"),
     "logprobs": (lambda v: isinstance(v, bool) or (_is_int(v) and 0 <= v <= 5), "a boolean"),
-    "best_of": (lambda v: _is_int(v) and 1 <= v <= 20, "an integer between 1 and 20"),
+    "best_of": (lambda v: _is_int(v) and 0 <= v <= 20, "an integer between 0 and 20"),
     "dimensions": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
 }
 _CHAT_FIELDS = (
     "temperature",
     "top_p",
     "n",
-    "max_tokens",
-    "max_completion_tokens",
     "presence_penalty",
     "frequency_penalty",
     "top_logprobs",
@@ -84,6 +83,8 @@ def parse_call(kind: Kind, body: Any, aliases: Container[str]) -> Call:
     if not isinstance(body, dict):
         raise InvalidRequest(f"The request body must be a JSON object, got {type_name(body)}.")
     alias = body.get("model")
+    if alias is None and kind == "moderation":
+        alias = body["model"] = DEFAULT_MODERATION_MODEL  # optional in OpenAI's API: its default model
     if alias is None:
         raise InvalidRequest("you must provide a model parameter", param="model", code="missing_required_parameter")
     if not isinstance(alias, str):
@@ -97,6 +98,9 @@ def parse_call(kind: Kind, body: Any, aliases: Container[str]) -> Call:
         _check_chat(body)
     elif kind == "completion":
         _check_completion(body)
+    elif kind == "moderation":
+        _check_moderation(body)
+        stream = False
     else:
         _check_embedding(body)
         stream = False
@@ -272,3 +276,27 @@ def _check_embedding(body: dict[str, Any]) -> None:
             code="invalid_value",
         )
     _check_fields(body, ("dimensions",))
+
+
+def _check_moderation(body: dict[str, Any]) -> None:
+    """`input`: a string, an array of strings, or an array of multi-modal parts (text, image_url), as OpenAI takes."""
+    value = body.get("input")
+    if value is None:
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
+    if isinstance(value, str):
+        return
+    if not isinstance(value, list) or not value:
+        raise invalid_type("input", "a string, an array of strings, or an array of multi-modal inputs", value)
+    if all(isinstance(v, str) for v in value):
+        return
+    for i, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            continue
+        if kind == "image_url" and isinstance((part.get("image_url") or {}).get("url"), str):
+            continue
+        raise InvalidRequest(
+            f"Invalid 'input[{i}]': expected a string, or an object of type 'text' (with 'text') or 'image_url' "
+            "(with 'image_url.url').",
+            param=f"input[{i}]",
+        )

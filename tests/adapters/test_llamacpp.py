@@ -1,9 +1,13 @@
-"""llama.cpp adapter: the real SmolLM2 GGUF (loaded once per module), kept to a few short generations."""
+"""llama.cpp adapter: the real SmolLM2 GGUF in one worker process per module, kept to a few short generations; and
+what happens when a worker dies mid-request (it is killed here, as a native crash would kill it)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import os
+import signal
 import struct
 import sys
 from collections.abc import Iterator
@@ -15,8 +19,9 @@ import orjson
 import pytest
 
 from llm_gateway.adapters import llamacpp_prompt as prompts
-from llm_gateway.adapters.llamacpp import INSTALL_HINT, LlamaCppAdapter, LlamaCppSettings, _Model, default_model_path
-from llm_gateway.vocab.errors import ContextLengthExceeded, ServiceUnavailable
+from llm_gateway.adapters.llamacpp import INSTALL_HINT, LlamaCppAdapter, LlamaCppSettings, default_model_path
+from llm_gateway.adapters.llamacpp_worker import WorkerProcess
+from llm_gateway.vocab.errors import ContextLengthExceeded, InvalidRequest, ServiceUnavailable
 from llm_gateway.vocab.types import Call
 
 pytest.importorskip("llama_cpp")  # the [local] extra; CI installs it
@@ -35,16 +40,18 @@ TOOLS = [
 
 
 @pytest.fixture(scope="module")
-def loaded() -> Iterator[_Model]:
-    model = LlamaCppAdapter(LlamaCppSettings(name="local"))._load()
-    yield model
-    model.llm.close()
+def loaded() -> Iterator[WorkerProcess]:
+    """One worker process for the module: it loads the model on its first request and keeps it."""
+    worker = WorkerProcess(LlamaCppSettings(name="local"))
+    yield worker
+    worker.close()
 
 
-def adapter_with(model: _Model, **settings: Any) -> LlamaCppAdapter:
-    """An adapter whose pool already holds the loaded model, so tests do not reload it."""
+def adapter_with(worker: WorkerProcess, **settings: Any) -> LlamaCppAdapter:
+    """An adapter whose pool already holds the module's worker, so tests do not reload the model."""
     adapter = LlamaCppAdapter(LlamaCppSettings(name="local", **settings))
-    adapter._idle.append(model)
+    adapter._idle.append(worker)
+    adapter._workers.add(worker)
     return adapter
 
 
@@ -77,14 +84,14 @@ async def test_a_missing_model_file_is_a_503_at_request_time(tmp_path: Any) -> N
         await adapter.chat(chat())
 
 
-async def test_chat_answers_openai_shaped(loaded: _Model) -> None:
+async def test_chat_answers_openai_shaped(loaded: WorkerProcess) -> None:
     answer = oa.ChatCompletion.model_validate(await adapter_with(loaded).chat(chat()))
     assert answer.model == "smollm2" and answer.choices[0].message.content
     assert answer.choices[0].finish_reason in ("stop", "length")
     assert answer.usage.prompt_tokens > 5 and 0 < answer.usage.completion_tokens <= 6
 
 
-async def test_stream_with_usage_and_requests_queue_for_the_one_slot(loaded: _Model) -> None:
+async def test_stream_with_usage_and_requests_queue_for_the_one_slot(loaded: WorkerProcess) -> None:
     adapter = adapter_with(loaded)
 
     async def streamed() -> list[dict[str, Any]]:
@@ -100,7 +107,7 @@ async def test_stream_with_usage_and_requests_queue_for_the_one_slot(loaded: _Mo
     assert adapter._idle == [loaded]  # never more than one instance, and it went back to the pool
 
 
-async def test_a_cancelled_stream_stops_generation_and_frees_the_slot(loaded: _Model) -> None:
+async def test_a_cancelled_stream_stops_generation_and_frees_the_slot(loaded: WorkerProcess) -> None:
     adapter = adapter_with(loaded)
     stream = adapter.stream_chat(chat(stream=True, max_tokens=400))
     await anext(stream)
@@ -111,7 +118,7 @@ async def test_a_cancelled_stream_stops_generation_and_frees_the_slot(loaded: _M
     assert answer["usage"]["completion_tokens"] <= 2
 
 
-async def test_forced_tool_call_round_trip(loaded: _Model) -> None:
+async def test_forced_tool_call_round_trip(loaded: WorkerProcess) -> None:
     adapter = adapter_with(loaded)
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
     first = oa.ChatCompletion.model_validate(
@@ -128,7 +135,7 @@ async def test_forced_tool_call_round_trip(loaded: _Model) -> None:
     assert second.choices[0].message.content and not second.choices[0].message.tool_calls
 
 
-async def test_streamed_forced_tool_call(loaded: _Model) -> None:
+async def test_streamed_forced_tool_call(loaded: WorkerProcess) -> None:
     choice = {"type": "function", "function": {"name": "weather"}}
     chunks = [
         c
@@ -142,14 +149,14 @@ async def test_streamed_forced_tool_call(loaded: _Model) -> None:
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
-async def test_prompt_longer_than_the_context_is_context_length_exceeded(loaded: _Model) -> None:
+async def test_prompt_longer_than_the_context_is_context_length_exceeded(loaded: WorkerProcess) -> None:
     messages = [{"role": "user", "content": "word " * 3000}]
     with pytest.raises(ContextLengthExceeded) as info:
         await adapter_with(loaded).chat(chat(messages=messages))
     assert info.value.code == "context_length_exceeded"
 
 
-async def test_legacy_completion(loaded: _Model) -> None:
+async def test_legacy_completion(loaded: WorkerProcess) -> None:
     call = Call(
         kind="completion",
         alias="local",
@@ -210,17 +217,68 @@ def test_base_models_get_a_plain_role_transcript() -> None:
     )
 
 
-async def test_structured_output_follows_the_json_schema(loaded: _Model) -> None:
+async def test_structured_output_follows_the_json_schema(loaded: WorkerProcess) -> None:
     schema = {"type": "object", "properties": {"capital": {"type": "string"}}, "required": ["capital"]}
     fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
     answer = await adapter_with(loaded).chat(chat(response_format=fmt, max_tokens=30))
     assert isinstance(orjson.loads(answer["choices"][0]["message"]["content"])["capital"], str)
 
 
-async def test_streamed_legacy_completion_with_usage(loaded: _Model) -> None:
+async def test_streamed_legacy_completion_with_usage(loaded: WorkerProcess) -> None:
     body = {"model": "local", "prompt": "Once upon a", "max_tokens": 3, "stream_options": {"include_usage": True}}
     call = Call(kind="completion", alias="local", body=body, stream=True, model="smollm2")
     chunks = [c async for c in adapter_with(loaded).stream_complete(call)]
     assert all(c["model"] == "smollm2" for c in chunks)
     assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
     assert chunks[-1]["choices"] == [] and 0 < chunks[-1]["usage"]["completion_tokens"] <= 3
+
+
+LONG = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
+
+
+async def test_a_worker_killed_mid_stream_ends_the_stream_with_a_503_and_is_replaced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    adapter = LlamaCppAdapter(LlamaCppSettings(name="local"))
+    try:
+        stream = adapter.stream_chat(chat(stream=True, messages=LONG, max_tokens=400))
+        await anext(stream)  # the role chunk: the worker is generating now
+        [pid] = adapter.worker_pids()
+        with caplog.at_level(logging.ERROR, logger="gateway.local_model"):
+            os.kill(pid, signal.SIGSEGV)  # what a native crash inside llama_decode does
+            with pytest.raises(ServiceUnavailable) as info:
+                async for _ in stream:
+                    pass
+        assert info.value.status == 503 and info.value.code == "local_model_crashed"
+        assert "SIGSEGV" in info.value.message
+        assert f"worker process {pid} died (killed by SIGSEGV) during a stream_chat request" in caplog.text
+        [replacement] = adapter.worker_pids()
+        assert replacement != pid and adapter.restarts == 1
+        answer = await adapter.chat(chat(max_tokens=2))  # the next request is served by the fresh worker
+        assert answer["usage"]["completion_tokens"] <= 2
+    finally:
+        await adapter.aclose()
+    assert adapter.worker_pids() == []
+
+
+async def test_a_worker_killed_during_a_whole_answer_is_a_503_and_the_next_request_is_served() -> None:
+    adapter = LlamaCppAdapter(LlamaCppSettings(name="local"))
+    try:
+        pending = asyncio.create_task(adapter.chat(chat(messages=LONG, max_tokens=400)))
+        while not adapter.worker_pids():  # spawned and handed the request in one step
+            await asyncio.sleep(0.01)
+        os.kill(adapter.worker_pids()[0], signal.SIGKILL)
+        with pytest.raises(ServiceUnavailable, match="SIGKILL"):
+            await pending
+        embedded = await adapter.embed(Call(kind="embedding", alias="local", body={"model": "local", "input": "a"}))
+        assert len(embedded["data"][0]["embedding"]) > 100
+    finally:
+        await adapter.aclose()
+
+
+async def test_errors_inside_the_worker_come_back_as_the_gateways_own(loaded: WorkerProcess) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        await adapter_with(loaded).complete(
+            Call(kind="completion", alias="local", body={"model": "local", "prompt": ["a", "b"]}, model="smollm2")
+        )
+    assert info.value.param == "prompt" and loaded.alive

@@ -101,3 +101,35 @@ async def test_embeddings_are_unit_vectors_in_float_or_base64() -> None:
     )
     decoded = struct.unpack("<4f", base64.b64decode(encoded["data"][0]["embedding"]))
     assert len(decoded) == 4
+
+
+async def test_moderation_has_openais_shape_flags_deterministically_and_honours_the_deny_list() -> None:
+    import re
+
+    from openai.types import ModerationCreateResponse
+
+    adapter = MockAdapter("mock")
+    adapter.deny_patterns = (re.compile(r"launch-code-\d+", re.IGNORECASE),)
+    body = {"model": "mod", "input": ["a friendly hello", "I will kill them", "the launch-code-7 is"]}
+    call = Call(kind="moderation", alias="mod", body=body)
+    answer = await adapter.moderate(call)
+    parsed = ModerationCreateResponse.model_validate(answer, strict=True)
+    assert [r.flagged for r in parsed.results] == [False, True, True]
+    assert parsed.results[1].categories.violence and parsed.results[2].categories.illicit
+    assert parsed.results[1].category_scores.violence > 0.9 > parsed.results[0].category_scores.violence
+    assert await adapter.moderate(call) == answer  # stable: same input, same scores and id
+    multimodal = {"input": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "x"}}]}
+    images = await adapter.moderate(Call(kind="moderation", alias="mod", body=multimodal))
+    [result] = images["results"]
+    assert result["category_applied_input_types"]["violence"] == ["text", "image"]
+    assert result["category_applied_input_types"]["hate"] == ["text"]
+
+
+async def test_max_tokens_zero_answers_nothing_and_echo_scores_the_prompt() -> None:
+    adapter = MockAdapter("mock")
+    body = {"model": "m", "prompt": "Once upon a time", "max_tokens": 0, "echo": True}
+    answer = await adapter.complete(Call(kind="completion", alias="m", body=body))
+    assert answer["choices"][0]["text"] == "Once upon a time" and answer["choices"][0]["finish_reason"] == "length"
+    chat = await adapter.chat(Call(kind="chat", alias="m", body={"messages": [{"role": "user", "content": "x"}],
+                                                                  "max_tokens": 0}))
+    assert chat["choices"][0]["message"]["content"] == "" and chat["usage"]["completion_tokens"] == 0

@@ -10,7 +10,7 @@ import orjson
 import pytest
 import respx
 
-from llm_gateway.adapters.http import HttpUpstream
+from llm_gateway.adapters.http import HttpUpstream, upstream_request_id
 from llm_gateway.adapters.openai import OpenAIAdapter
 from llm_gateway.vocab.errors import (
     UpstreamError,
@@ -77,7 +77,7 @@ async def test_body_passes_through_with_the_upstream_model_and_provider_key(
     assert body["model"] == "gpt-x" and body["temperature"] == 0.3 and body["some_future_field"] == {"a": 1}
     assert call.body["model"] == "alias"  # the client's body is left alone
     assert request.headers["authorization"] == "Bearer sk-provider"
-    assert request.headers["x-org"] == "o1" and request.headers["x-request-id"] == "req_1"
+    assert request.headers["x-org"] == "o1" and request.headers["x-request-id"] == upstream_request_id("req_1")
 
 
 async def test_stream_relays_chunks_until_done(adapter: OpenAIAdapter, upstream: respx.MockRouter) -> None:
@@ -178,6 +178,8 @@ async def test_sse_events_split_across_reads_and_crlf(adapter: OpenAIAdapter, up
             "upstream_malformed_response",
         ),
         (httpx.Response(502, content=b"<html>Bad Gateway</html>"), UpstreamStatusError, 502, "bad_gateway"),
+        # llama-cpp-python's server refusing a request: 400 with an empty body; a 400 that says so, never bad_gateway
+        (httpx.Response(400, content=b""), UpstreamStatusError, 400, "upstream_http_400"),
         # the gateway's provider key refused: the gateway's failure (502), never a 401 blaming the client's key
         (
             httpx.Response(
@@ -299,3 +301,37 @@ async def test_other_endpoints(adapter: OpenAIAdapter, upstream: respx.MockRoute
     assert (await adapter.complete(complete))["choices"][0]["text"] == "x"
     assert await adapter.list_models() == [{"id": "gpt-x"}]
     await adapter.aclose()
+
+
+def test_the_request_id_goes_upstream_as_a_uuid_in_the_configured_header() -> None:
+    from llm_gateway.adapters.http import correlation_headers
+
+    own = "req_0123456789ab4def8123456789abcdef"
+    assert upstream_request_id(own) == "01234567-89ab-4def-8123-456789abcdef"  # the gateway's own id: its digits
+    assert upstream_request_id("trace-7:abc") == upstream_request_id("trace-7:abc")  # stable, and a UUID
+    assert len(upstream_request_id("trace-7:abc")) == 36
+    uuid_id = "5f0c8a1e-2b3d-4c5e-8f70-0123456789ab"
+    assert upstream_request_id(uuid_id) == uuid_id
+    default = HttpUpstream(name="u", base_url="http://x")
+    assert correlation_headers(default, own) == {"x-request-id": "01234567-89ab-4def-8123-456789abcdef"}
+    named = HttpUpstream(
+        name="u", base_url="http://x", request_id_header="x-correlation-id", request_id_format="verbatim"
+    )
+    assert correlation_headers(named, own) == {"x-correlation-id": own}
+    assert correlation_headers(HttpUpstream(name="u", base_url="http://x", request_id_header=""), own) == {}
+
+
+async def test_max_completion_tokens_also_goes_as_max_tokens_to_servers_other_than_openai() -> None:
+    """Responses' max_output_tokens arrives as max_completion_tokens, which only OpenAI's own API reads."""
+    limit = {"max_completion_tokens": 24}
+    for base, expected in (("http://127.0.0.1:9/v1", {"max_completion_tokens": 24, "max_tokens": 24}),
+                           ("https://api.openai.com/v1", {"max_completion_tokens": 24})):
+        with respx.mock(base_url=base) as router:
+            route = router.post("/chat/completions").respond(json={"id": "x", "choices": []})
+            transport = httpx.MockTransport(router.async_handler)
+            adapter = OpenAIAdapter(HttpUpstream(name="up", base_url=base), transport=transport)
+            await adapter.chat(chat(**limit))
+            sent = orjson.loads(route.calls.last.request.content)
+            assert {k: sent[k] for k in ("max_completion_tokens", "max_tokens") if k in sent} == expected
+    client_said = chat(max_completion_tokens=24, max_tokens=30)  # a client that sent both keeps both
+    assert client_said.upstream_body()["max_tokens"] == 30

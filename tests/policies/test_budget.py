@@ -71,7 +71,7 @@ async def test_a_key_past_its_budget_gets_insufficient_quota(store: KeyStore) ->
         await policy.before(call(), answered())  # seen at once, before any flush
     err = info.value
     assert err.status == 429 and err.code == "insufficient_quota" and err.type == "insufficient_quota"
-    assert "`ci`" in err.message and "$1.2000 of $1.00" in err.message
+    assert "`ci`" in err.message and "$1.20 of $1.00" in err.message
     assert policy.counters["exhausted"] == 1
 
 
@@ -144,3 +144,10 @@ async def test_aclose_writes_what_is_left(store: KeyStore, tmp_path: Path) -> No
     reopened = KeyStore(str(tmp_path / "state" / "state.db"))
     assert [u.requests for u in await reopened.usage()] == [1]
     await reopened.aclose()
+
+
+def test_a_tiny_budget_reads_as_what_it_is() -> None:
+    from llm_gateway.policies.budget import usd
+
+    assert usd(0.00001) == "$0.00001" and usd(0.0000123) == "$0.0000123"
+    assert usd(5) == "$5.00" and usd(0.25) == "$0.25" and usd(1.23456) == "$1.2346" and usd(0) == "$0.00"

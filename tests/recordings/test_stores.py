@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from llm_gateway.recordings.directory_store import DirectoryStore
@@ -189,3 +190,31 @@ async def test_postgres_store_lists_corrupt_rows_and_goes_on(database_url: str) 
     with pytest.raises(CorruptRecording):
         await store.get("b" * 32)
     await store.aclose()
+
+
+async def test_directory_recordings_are_readable_by_the_team_not_0600(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        await DirectoryStore(str(tmp_path)).put("a" * 32, recording("a" * 32))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / ("a" * 32 + ".json")).stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("kind", ["directory", "sqlite", "postgres"])
+async def test_every_store_keeps_the_upstreams_key_order(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    path = request.getfixturevalue("database_url") if kind == "postgres" else store_path(tmp_path, kind)
+    store = open_store(kind, path)
+    answer = {"id": "x", "object": "chat.completion", "created": 1, "choices": [{"index": 0, "message": {}}]}
+    try:
+        await store.put("e" * 32, Recording("e" * 32, {"endpoint": "e", "alias": "m", "body": {}}, Meta(alias="m"),
+                                            response=answer))
+        got = await store.get("e" * 32)
+    finally:
+        await store.aclose()
+    assert got is not None and orjson.dumps(got.response) == orjson.dumps(answer)  # byte for byte: never re-sorted

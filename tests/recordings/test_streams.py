@@ -86,10 +86,10 @@ def test_completions_stream_round_trip() -> None:
     assert aggregate(chunks, "/v1/completions") == whole
 
 
-def test_fit_usage_drops_or_adds_the_usage_chunk() -> None:
+def test_fit_usage_drops_a_usage_chunk_nobody_asked_for_and_never_invents_one() -> None:
     usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
     plain = [chunk({"content": "a"}), chunk({}, "stop")]
     with_usage = [*plain, {**BASE, "choices": [], "usage": usage}]
     assert fit_usage(with_usage, False, usage) == plain
-    assert fit_usage(plain, True, usage) == with_usage
+    assert fit_usage(plain, True, usage) == plain  # the upstream sent none: the replay sends none
     assert fit_usage(plain, False, usage) == plain and fit_usage(with_usage, True, usage) == with_usage

@@ -28,9 +28,30 @@ class FakeUpstream:
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/v1/moderations", self.moderations, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
             ]
         )
+
+    async def moderations(self, request: Request) -> Response:
+        """OpenAI's moderation shape, every category unflagged, scores fixed; "flag" in the text flags harassment."""
+        body = orjson.loads(await request.body())
+        self.requests.append({"body": body, "headers": dict(request.headers), "path": request.url.path})
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        names = ["harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+                 "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence",
+                 "violence/graphic"]
+        results = [
+            {
+                "flagged": "flag" in str(text),
+                "categories": {n: n == "harassment" and "flag" in str(text) for n in names},
+                "category_scores": {n: 0.000123 for n in names},
+                "category_applied_input_types": {n: ["text"] for n in names},
+            }
+            for text in inputs
+        ]
+        return Response(orjson.dumps({"id": "modr-upstream-1", "model": body["model"], "results": results}),
+                        media_type="application/json")
 
     async def chat(self, request: Request) -> Response:
         body = orjson.loads(await request.body())

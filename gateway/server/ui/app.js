@@ -135,7 +135,8 @@ function render(s) {
   fillTable("table-recording", [[r.hits, r.misses, r.records, r.store_errors, r.hit_rate]]);
   fillTable("table-deployments", s.deployments.map((d) => [
     d.alias, d.deployment,
-    { text: d.healthy ? "healthy" : "cooling down", className: d.healthy ? "healthy" : "cooling" },
+    { text: (d.status || (d.healthy ? "healthy" : "cooling_down")).replace("_", " ") + (d.reason ? ": " + d.reason : ""),
+      className: d.healthy ? "healthy" : "cooling" },
     d.cooldown_seconds_left, d.in_flight, d.served, d.errors, d.cooldowns,
   ]));
 }

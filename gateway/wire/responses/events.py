@@ -179,6 +179,7 @@ class ResponseEvents:
             self._event(
                 "response.function_call_arguments.done",
                 item_id=call["id"],
+                name=call["name"],  # required by OpenAI's spec and both official SDKs' newer types
                 output_index=self._open_index(),
                 arguments=call["arguments"],
             ),

@@ -118,3 +118,13 @@ def test_durations_are_checked(config: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["recordings", "prune", "--config", str(config), "--older-than", "soon"])
     assert "expected a duration such as 90s" in capsys.readouterr().err
+
+
+def test_a_named_store_needs_no_config(tmp_path: Path, capsys, monkeypatch) -> None:
+    store = tmp_path / "fixtures"
+    shutil.copytree(RECORDINGS, store)
+    monkeypatch.chdir(tmp_path)  # no gateway.toml here
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    code, out, err = cli(capsys, "recordings", "ls", "--store", "directory", "--path", str(store))
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == len(list(RECORDINGS.glob("*.json")))

@@ -141,3 +141,19 @@ def test_local_model_problems_are_warnings_not_errors(tmp_path: Path) -> None:
     shipped = load_settings(Path(__file__).parents[3] / "gateway.toml", env={})
     assert shipped.providers["local"].type == "llamacpp" and shipped.providers["local"].model_path == ""
     assert shipped.models["local"].deployments[0].provider == "local"
+
+
+def test_malformed_references_unset_variables_and_no_model_are_reported_with_their_toml_path() -> None:
+    raw = {
+        "server": {"host": "${HOST", "port": "${PORT}"},
+        "providers": {"m": {"type": "mock"}, "o": {"type": "openai", "base_url": "${1BAD}", "api_key": "${KEY}"}},
+        "models": {"mock": {"provider": "m"}},
+    }
+    problems = problems_of(raw)
+    assert any(p.startswith("server.host: malformed reference '${HOST'") for p in problems), problems
+    assert any(p.startswith("providers.o.base_url: malformed reference '${1BAD}'") for p in problems), problems
+    assert any(p.startswith("server.port: environment variable PORT is not set") for p in problems), problems
+    assert not any(p.startswith("providers.o.api_key") for p in problems)  # a secret may stay unset: a warning
+    assert problems_of({"providers": {"m": {"type": "mock"}}}) == [
+        'models: no model alias is configured; add one, e.g. [models.mock] with provider = "mock"'
+    ]

@@ -168,7 +168,7 @@ async def test_lowest_latency_tries_each_then_prefers_the_fastest() -> None:
 
 
 async def test_retries_a_5xx_with_exponential_backoff_and_jitter() -> None:
-    fail = UpstreamStatusError("boom", upstream_status=500, provider="a")
+    fail = UpstreamStatusError("boom", upstream_status=503, provider="a")
     adapters = {"a": Scripted("a", {"m": [fail, fail, "ok"]})}
     sleeps: list[float] = []
     router = make_router({"chat": alias("chat", ("a", "m", 1.0))}, adapters, sleeps)
@@ -196,8 +196,8 @@ async def test_a_client_error_is_not_retried() -> None:
     assert info.value.status == 400 and len(adapters["a"].calls) == 1 and sleeps == []
     health = router.health()[0]  # the deployment answered: healthy, but a quick 400 is no latency sample or "served"
     assert (
-        health["healthy"] and health["errors"] == 0 and health["served"] == 0 and health["latency_ewma_seconds"] is None
-    )
+        health["healthy"] and health["errors"] == 1 and health["served"] == 0 and health["latency_ewma_seconds"] is None
+    )  # errors: the request failed on it, as the per-alias table counts it; its health is untouched
 
 
 async def test_429_waits_at_least_retry_after() -> None:
@@ -452,8 +452,64 @@ async def test_a_backend_that_speaks_the_protocol_gets_it_whatever_it_carries() 
 
 
 async def test_count_tokens_asks_the_first_deployment_that_counts_else_none() -> None:
-    router = make_router({"chat": alias("chat", ("a", "m", 1.0), ("b", "n", 1.0))},
-                         {"a": Scripted("a"), "b": Native("b")}, [])
+    router = make_router(
+        {"chat": alias("chat", ("a", "m", 1.0), ("b", "n", 1.0))}, {"a": Scripted("a"), "b": Native("b")}, []
+    )
     assert await router.count_tokens(call()) == 42
     plain = make_router({"chat": alias("chat", ("a", "m", 1.0))}, {"a": Scripted("a")}, [])
     assert await plain.count_tokens(call()) is None
+
+
+# one client cannot take a deployment out
+
+
+async def test_a_request_specific_500_is_not_asked_again_and_the_only_deployment_stays_in() -> None:
+    fail = UpstreamStatusError("1 validation error: max_tokens", upstream_status=500, provider="a", kind="5xx")
+    adapters = {"a": Scripted("a", {"m": [fail]})}
+    sleeps: list[float] = []
+    router = make_router({"chat": alias("chat", ("a", "m", 1.0))}, adapters, sleeps, retries=2)
+    for _ in range(5):  # more than cooldown_failures requests, each answered 500
+        with pytest.raises(UpstreamStatusError):
+            await router.send(call(), ctx())
+    assert len(adapters["a"].calls) == 5 and sleeps == []  # one attempt per request: the same body would only fail
+    [health] = router.health()
+    assert health["healthy"] and health["status"] == "healthy" and health["cooldowns"] == 0  # the last healthy one
+    assert health["errors"] == 5  # one per request, as the usage page's per-alias table counts them
+
+
+async def test_the_failures_one_request_causes_count_once_and_another_deployment_serves() -> None:
+    down = UpstreamUnavailable("refused", provider="a")
+    adapters = {"a": Scripted("a", {"m": [down]}), "b": Scripted("b", {"m": [down, down, "ok"]})}
+    router = make_router({"chat": alias("chat", ("a", "m", 1.0), ("b", "m", 1.0))}, adapters, [], retries=5)
+    c = ctx()
+    await router.send(call(), c)  # a, b, then a or b again ...: several attempts, one failure per deployment
+    assert c.deployment == "b/m" and len(adapters["a"].calls) >= 2 and len(adapters["b"].calls) == 3
+    states = {s.deployment.provider: s for s in router.routes["chat"].states}
+    assert states["a"].errors == 1 and states["a"].failures == 1
+    assert states["b"].failures == 0  # it served in the end
+
+
+async def test_a_deployment_is_cooled_down_only_while_another_is_healthy() -> None:
+    fail = UpstreamStatusError("boom", upstream_status=500, provider="a", kind="5xx")
+    adapters = {"a": Scripted("a", {"m": [fail]}), "b": Scripted("b", {"m": [fail]})}
+    router = make_router({"chat": alias("chat", ("a", "m", 1.0), ("b", "m", 1.0))}, adapters, [], retries=1)
+    for _ in range(6):
+        with pytest.raises(UpstreamStatusError):
+            await router.send(call(), ctx())
+    health = router.health()
+    assert sum(h["healthy"] for h in health) == 1  # one cooled down; the other, the last healthy one, never
+
+
+async def test_deployments_that_cannot_serve_are_reported_as_such() -> None:
+    class Unavailable(Scripted):
+        def unavailable_reason(self) -> str:
+            return "needs llama-cpp-python: pip install 'llm-gateway[local]'"
+
+    adapters = {"a": Scripted("a"), "b": Unavailable("b")}
+    models = {"x": alias("x", ("a", "m", 1.0)), "y": alias("y", ("b", "m", 1.0))}
+    router = make_router(models, adapters, [])
+    router.missing_keys["a"] = "OPENAI_API_KEY"
+    rows = {h["alias"]: h for h in router.health()}
+    x = rows["x"]
+    assert (x["healthy"], x["status"], x["reason"]) == (False, "not_configured", "set OPENAI_API_KEY")
+    assert (rows["y"]["healthy"], rows["y"]["status"]) == (False, "unavailable") and "llama" in rows["y"]["reason"]

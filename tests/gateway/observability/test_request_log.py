@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -13,6 +14,7 @@ import openai
 import orjson
 import pytest
 
+from llm_gateway.adapters.http import upstream_request_id
 from llm_gateway.composition.root import create_app
 from llm_gateway.config.settings import LoggingSettings
 from llm_gateway.observability.request_log import RequestLog
@@ -123,10 +125,10 @@ def test_a_hostile_request_id_is_replaced_and_a_good_one_goes_upstream(upstream:
             assert response.status_code == 200
             given = response.headers["x-request-id"]
             assert given != hostile and given.startswith("req_") and len(given) < 64
-            assert upstream.requests[-1]["headers"]["x-request-id"] == given
+            assert upstream.requests[-1]["headers"]["x-request-id"] == str(uuid.UUID(given[4:]))  # the same digits
         good = httpx.post(url + "/v1/chat/completions", json=body, headers={"x-request-id": "trace-7:abc"})
         assert good.headers["x-request-id"] == "trace-7:abc"
-        assert upstream.requests[-1]["headers"]["x-request-id"] == "trace-7:abc"
+        assert upstream.requests[-1]["headers"]["x-request-id"] == upstream_request_id("trace-7:abc")  # a UUID
         # errors carry one too: a bad body, an unknown URL, a wrong method, a hostile id on an error
         assert httpx.post(url + "/v1/chat/completions", content=b"{").headers["x-request-id"].startswith("req_")
         assert httpx.get(url + "/nope").headers["x-request-id"].startswith("req_")

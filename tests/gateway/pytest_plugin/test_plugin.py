@@ -184,3 +184,14 @@ def test_a_user_project_with_its_own_gateway_adapters_policies_recordings_packag
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_the_client_fixtures_say_what_to_install_without_the_sdk(monkeypatch: pytest.MonkeyPatch, sdk: str) -> None:
+    import sys
+
+    from llm_gateway.pytest_plugin import plugin
+
+    monkeypatch.setitem(sys.modules, sdk, None)  # importing the SDK now raises ImportError
+    with pytest.raises(pytest.fail.Exception, match=rf"pip install {sdk} \(or pip install 'llm-gateway\[pytest\]'\)"):
+        plugin._sdk(sdk)

@@ -53,7 +53,6 @@ def test_assistant_turn_with_only_tool_calls_is_valid() -> None:
         ("temperature", 2.5),
         ("top_p", -1),
         ("n", 0),
-        ("max_tokens", 1.5),
         ("presence_penalty", 3),
         ("stop", [1]),
         ("stop", ["a", "b", "c", "d", "e"]),
@@ -107,3 +106,28 @@ def test_embedding_errors(body: dict, param: str) -> None:
 
 def test_embeddings_never_stream() -> None:
     assert parse_call("embedding", {"model": "mock", "input": "x", "stream": True}, ALIASES).stream is False
+
+
+def test_validation_is_no_stricter_than_the_api_reference() -> None:
+    # legacy completions: max_tokens 0 (with echo: score the prompt) and best_of 0 are valid
+    parse_call("completion", {"model": "mock", "prompt": "x", "max_tokens": 0, "echo": True, "best_of": 0}, ALIASES)
+    # chat's limits are the upstream's to judge (a reasoning model's, an old server's): passed through
+    for field in ("max_tokens", "max_completion_tokens"):
+        for value in (0, 1.5, -1):
+            assert parse_call("chat", {"model": "mock", "messages": USER, field: value}, ALIASES).body[field] == value
+    with pytest.raises(InvalidRequest) as info:
+        parse_call("completion", {"model": "mock", "prompt": "x", "max_tokens": -1}, ALIASES)
+    assert info.value.param == "max_tokens"
+
+
+def test_moderation_inputs_as_openai_takes_them_and_its_default_model() -> None:
+    aliases = {"mock", "omni-moderation-latest"}
+    parts = [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "u"}}]
+    for value in ("text", ["a", "b"], parts):
+        assert parse_call("moderation", {"model": "mock", "input": value}, aliases).kind == "moderation"
+    assert parse_call("moderation", {"input": "x"}, aliases).alias == "omni-moderation-latest"
+    with pytest.raises(InvalidRequest) as info:
+        parse_call("moderation", {"model": "mock", "input": [{"type": "audio"}]}, aliases)
+    assert info.value.param == "input[0]"
+    with pytest.raises(InvalidRequest):
+        parse_call("moderation", {"model": "mock"}, aliases)

@@ -13,6 +13,15 @@ from llm_gateway.wire.responses.format import echo_fields, to_response
 from tests.gateway.wire.responses.test_format import answer
 
 EVENT = pydantic.TypeAdapter(ResponseStreamEvent)
+# fields OpenAI's published spec (and the Java and .NET SDKs' types) require that this openai-python's types do not
+REQUIRED_BEYOND_THE_SDK = {"response.function_call_arguments.done": {"name", "item_id", "arguments"}}
+
+
+def check_event(event: dict[str, Any]) -> None:
+    """Strictly, as the SDK's own type for this event's `type` (no coercion), plus the spec's further fields."""
+    parsed = EVENT.validate_python(event, strict=True)
+    assert type(parsed).model_fields["type"].annotation.__args__ == (event["type"],)  # type: ignore[union-attr]
+    assert REQUIRED_BEYOND_THE_SDK.get(event["type"], set()) <= event.keys(), event
 
 
 def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -24,8 +33,8 @@ def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extr
 def run(chunks: list[dict[str, Any]], **request: Any) -> list[dict[str, Any]]:
     events = ResponseEvents(echo_fields({"model": "mock", **request}))
     out = [e for c in chunks for e in events.feed(c)] + events.finish()
-    for event in out:  # every event is one the SDK's own union accepts, field for field
-        EVENT.validate_python(event)
+    for event in out:  # every event is one the SDK's own type for it accepts, strictly, field for field
+        check_event(event)
     return out
 
 
@@ -72,7 +81,7 @@ def test_a_tool_call_stream_opens_a_function_call_item_after_the_text() -> None:
     done = [e for e in events if e["type"] == "response.function_call_arguments.done"]
     assert [(e["item_id"], e["arguments"]) for e in done] == [("fc_abc123_0", '{"city":"Paris"}'),
                                                               ("fc_abc123_1", "{}")]
-    final = Response.model_validate(events[-1]["response"])
+    final = Response.model_validate(events[-1]["response"], strict=True)
     assert [o.type for o in final.output] == ["message", "function_call", "function_call"]
     assert final.output[1].call_id == "call_1" and final.output[2].name == "get_time"
     assert final.usage is None  # the chat stream reported none
@@ -96,7 +105,7 @@ def test_a_failure_mid_stream_is_an_error_event_then_response_failed() -> None:
     out = events.feed(chunk({"content": "Hel"}))
     out += events.fail(UpstreamTimeout("The upstream stopped answering.", provider="up"))
     for event in out:
-        EVENT.validate_python(event)
+        check_event(event)
     assert [e["type"] for e in out[-2:]] == ["error", "response.failed"]
     assert out[-2]["code"] == "upstream_timeout" and out[-2]["message"] == "The upstream stopped answering."
     failed = out[-1]["response"]

@@ -291,7 +291,7 @@ def test_a_text_answer_is_a_completed_response_the_sdk_parses() -> None:
         ),
         echo_fields(request),
     )
-    response = Response.model_validate(raw)
+    response = Response.model_validate(raw, strict=True)
     assert response.id == "resp_abc123" and response.object == "response" and response.status == "completed"
     assert response.output_text == "hello" and response.output[0].id == "msg_abc123"
     assert response.created_at == 1700000000 and response.model == "gpt-x" and response.error is None
@@ -319,7 +319,9 @@ def test_tool_calls_are_function_call_items() -> None:
 
 @pytest.mark.parametrize(("finish", "reason"), [("length", "max_output_tokens"), ("content_filter", "content_filter")])
 def test_a_cut_answer_is_incomplete_with_the_reason(finish: str, reason: str) -> None:
-    response = Response.model_validate(to_response(answer({"content": "partial"}, finish), echo_fields({})))
+    response = Response.model_validate(
+        to_response(answer({"content": "partial"}, finish), echo_fields({})), strict=True
+    )
     assert response.status == "incomplete" and response.incomplete_details.reason == reason
     assert response.output[0].status == "incomplete" and response.output_text == "partial"
 
