@@ -150,7 +150,7 @@ class AnthropicAdapter:
                 self.prefix + "/messages/count_tokens",
                 self._status_error,
                 content=orjson.dumps(request),
-                headers=_headers(call, native=native),
+                headers=_headers(call, self.upstream, native=native),
             )
         except UpstreamStatusError as exc:
             if exc.upstream_status in (404, 405):  # a proxy or an older API without the endpoint
