@@ -13,7 +13,8 @@ import tempfile
 from typing import Any
 
 from llm_gateway.cli.common import add_config_argument, report_config_error
-from llm_gateway.config.settings import RECORD_MODES, ConfigError, default_config_path, load_settings, masked
+from llm_gateway.config.masking import masked
+from llm_gateway.config.settings import RECORD_MODES, ConfigError, default_config_path, load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_gateway.adapters.registry import PROVIDER_TYPES
+from llm_gateway.config.masking import URL_USERINFO, without_userinfo
 from llm_gateway.config.policy_settings import (
     AuthSettings,
     GuardSettings,
@@ -320,10 +321,13 @@ def _parse_provider(name: str, t: Table, warnings: list[str]) -> ProviderSetting
     )
     t.finish()
     if default_url and not p.base_url.startswith(("http://", "https://")):  # a remote backend
-        t.error("base_url", f"expected an http:// or https:// URL, got {_without_userinfo(p.base_url)!r}")
-    elif default_url and _URL_USERINFO.match(p.base_url) and p.api_key:
-        t.error("base_url", "credentials in the URL and an api_key both authenticate every request: keep one "
-                "(the api_key, with the URL's user:password@ removed)")
+        t.error("base_url", f"expected an http:// or https:// URL, got {without_userinfo(p.base_url)!r}")
+    elif default_url and URL_USERINFO.match(p.base_url) and p.api_key:
+        t.error(
+            "base_url",
+            "credentials in the URL and an api_key both authenticate every request: keep one "
+            "(the api_key, with the URL's user:password@ removed)",
+        )
     if p.missing_key:
         names = ", ".join(p.api_key_env) or "api_key"
         warnings.append(f"providers.{name}.api_key: empty (set {names}); its aliases answer 503 until it is set")
@@ -483,37 +487,3 @@ def _check_references(
                     problems.append(f'models."{alias}".{key}: unknown alias {target!r}')
                 elif target == alias:
                     problems.append(f'models."{alias}".{key}: an alias cannot fall back to itself')
-
-
-def masked(settings: Settings) -> dict[str, Any]:
-    """The resolved settings as plain data with every secret masked, for `gateway check`: keys, every header value
-    (a cookie or a tenant id is as private as a key) and the credentials inside any URL."""
-    from dataclasses import asdict
-
-    data = _without_userinfo(asdict(settings))
-    for p in data["providers"].values():
-        if p["api_key"]:
-            p["api_key"] = _mask(p["api_key"])
-        p["headers"] = {k: "****" for k in p["headers"]}
-    data["tracing"]["headers"] = [(k, "****") for k, _ in data["tracing"]["headers"]]
-    if data["auth"]["master_key"]:
-        data["auth"]["master_key"] = _mask(data["auth"]["master_key"])
-    return data
-
-
-def _without_userinfo(value: Any) -> Any:
-    """`scheme://user:secret@host` as `scheme://****@host`, wherever a URL sits in the settings."""
-    if isinstance(value, dict):
-        return {k: _without_userinfo(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_without_userinfo(v) for v in value]
-    if isinstance(value, str) and "@" in value and "://" in value:
-        return _URL_USERINFO.sub(r"\1****@", value)
-    return value
-
-
-_URL_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
-
-
-def _mask(value: str) -> str:
-    return "****" if len(value) < 12 else f"{value[:3]}****{value[-2:]}"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_gateway.config.settings import ConfigError, load_settings, masked, parse_settings
+from llm_gateway.config.masking import masked
+from llm_gateway.config.settings import ConfigError, load_settings, parse_settings
 from llm_gateway.config.toml_reader import expand_env
 
 MINIMAL = {"providers": {"m": {"type": "mock"}}, "models": {"mock": {"provider": "m"}}}

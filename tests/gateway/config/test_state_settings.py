@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from llm_gateway.config.settings import ConfigError, masked, parse_settings
+from llm_gateway.config.masking import masked
+from llm_gateway.config.settings import ConfigError, parse_settings
 
 MINIMAL = {"providers": {"m": {"type": "mock"}}, "models": {"mock": {"provider": "m"}}}
 
