@@ -21,7 +21,7 @@ import httpx
 import orjson
 
 from llm_gateway.adapters.aiohttp_client import AiohttpClient
-from llm_gateway.adapters.http_read import past_total, read_body, read_error_body, sse_events
+from llm_gateway.adapters.http_read import past_total, read_body, read_error_body, sse_events, timed_reads
 from llm_gateway.vocab.errors import (
     UpstreamError,
     UpstreamIncomplete,
@@ -31,6 +31,7 @@ from llm_gateway.vocab.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from llm_gateway.vocab.types import Frames
 
 log = logging.getLogger("gateway.upstream")
 DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a large embeddings batch fits; a 10 GB body does not
@@ -241,6 +242,22 @@ class StreamTranslation(Protocol):
         ...
 
 
+class FrameRelay(Protocol):
+    """One stream's upstream reads cut into whole events and relayed as they are (adapters/openai_frames.py)."""
+
+    end_marker: str
+    complete: bool
+    failure: Exception | None  # what ended the stream after the Frames feed() last returned
+
+    def feed(self, piece: bytes) -> Frames | None:
+        """The whole events one read completes, or None."""
+        ...
+
+    def end(self) -> Frames | None:
+        """What the body's end completes (an event whose last blank line never came)."""
+        ...
+
+
 async def fetch_json(
     client: Any,
     upstream: HttpUpstream,
@@ -283,12 +300,8 @@ async def stream_sse(
     """One stream, relayed as `translation` makes it: complete only on its end marker, bounded, within total."""
     name = upstream.name
     deadline = asyncio.get_running_loop().time() + upstream.total_timeout
-    response = await _send(client, client.build_request("POST", path, content=content, headers=headers), name)
+    response = await _open_stream(client, upstream, path, errors, content, headers, deadline)
     try:
-        if response.status_code >= 400:
-            raise errors(response.status_code, await read_error_body(response, name), response.headers)
-        if not response.headers.get("content-type", "").startswith("text/event-stream"):
-            await _not_a_stream(response, upstream, errors, deadline)
         events = sse_events(
             response, name, max_event_bytes=upstream.max_event_bytes, deadline=deadline,
             read_timeout=upstream.read_timeout, total_timeout=upstream.total_timeout,
@@ -299,15 +312,83 @@ async def stream_sse(
                     yield chunk
                 if translation.complete:
                     return
-        raise UpstreamIncomplete(
-            f"upstream {name!r} ended the stream before {translation.end_marker}: the answer is cut",
-            provider=name,
-            kind="malformed",
-        )
+        raise _cut(name, translation.end_marker)
     except httpx.HTTPError as exc:
         raise _broken_body(exc, name, f"mid-stream, before {translation.end_marker}") from None
     finally:
         await response.aclose()
+
+
+async def relay_sse(
+    client: Any,
+    upstream: HttpUpstream,
+    path: str,
+    errors: StatusErrors,
+    relay: FrameRelay,
+    *,
+    content: bytes,
+    headers: Mapping[str, str] | None = None,
+) -> AsyncIterator[Frames]:
+    """One stream as the upstream framed it: Frames per read, held to the same end marker, bounds and total as
+    stream_sse."""
+    name = upstream.name
+    deadline = asyncio.get_running_loop().time() + upstream.total_timeout
+    response = await _open_stream(client, upstream, path, errors, content, headers, deadline)
+    try:
+        reads = timed_reads(
+            response, name, deadline=deadline, read_timeout=upstream.read_timeout,
+            total_timeout=upstream.total_timeout,
+        )
+        async with aclosing(reads):
+            async for piece in reads:
+                frames = relay.feed(piece)
+                if frames is not None:
+                    yield frames
+                if relay.failure is not None:
+                    raise relay.failure
+                if relay.complete:
+                    return
+        frames = relay.end()
+        if frames is not None:
+            yield frames
+        if relay.failure is not None:
+            raise relay.failure
+        if not relay.complete:
+            raise _cut(name, relay.end_marker)
+    except httpx.HTTPError as exc:
+        raise _broken_body(exc, name, f"mid-stream, before {relay.end_marker}") from None
+    finally:
+        await response.aclose()
+
+
+async def _open_stream(
+    client: Any,
+    upstream: HttpUpstream,
+    path: str,
+    errors: StatusErrors,
+    content: bytes,
+    headers: Mapping[str, str] | None,
+    deadline: float,
+) -> Any:
+    """The stream's response once it is known to be an event stream (an error status raises its error)."""
+    response = await _send(client, client.build_request("POST", path, content=content, headers=headers), upstream.name)
+    try:
+        if response.status_code >= 400:
+            raise errors(response.status_code, await read_error_body(response, upstream.name), response.headers)
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            await _not_a_stream(response, upstream, errors, deadline)
+    except BaseException as exc:
+        await response.aclose()
+        if isinstance(exc, httpx.HTTPError):
+            raise _broken_body(exc, upstream.name, "before the stream began") from None
+        raise
+    return response
+
+
+def _cut(name: str, end_marker: str) -> UpstreamIncomplete:
+    return UpstreamIncomplete(
+        f"upstream {name!r} ended the stream before {end_marker}: the answer is cut", provider=name, kind="malformed"
+    )
 
 
 async def _send(client: Any, request: Any, name: str) -> Any:

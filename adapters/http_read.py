@@ -147,28 +147,13 @@ def _too_large(provider: str, what: str, limit: int, *, code: str = "upstream_an
     )
 
 
-async def sse_events(
-    response: RawResponse,
-    provider: str,
-    *,
-    max_event_bytes: int,
-    deadline: float,
-    read_timeout: float,
-    total_timeout: float,
-) -> AsyncIterator[tuple[str, bytes]]:
-    """Yield (event, data) per server-sent event (data lines joined by newlines), in time linear in the bytes read.
-
-    A line or an event past `max_event_bytes` stops the stream; so does `deadline` (loop time): each read is checked
-    against it, and the reads within `read_timeout` of it (where the client's own read timeout would fire too late)
-    are cut at it. An event still open when the body ends was cut and is not dispatched; lines already whole are.
-    """
+async def timed_reads(
+    response: RawResponse, provider: str, *, deadline: float, read_timeout: float, total_timeout: float
+) -> AsyncIterator[bytes]:
+    """The body's reads as they arrive, until `deadline` (loop time): each read is checked against it, and the reads
+    within `read_timeout` of it (where the client's own read timeout would fire too late) are cut at it."""
     loop = asyncio.get_running_loop()
     pieces = decoded(response, provider)
-    partial: list[bytes] = []  # a line's pieces until its newline arrives: joined once, never re-split
-    partial_len = 0
-    event = ""
-    data: list[bytes] = []
-    data_len = 0
     while True:
         now = loop.time()
         if now >= deadline:
@@ -180,14 +165,40 @@ async def sse_events(
                 async with asyncio.timeout_at(deadline):
                     piece = await anext(pieces)
         except StopAsyncIteration:
-            break
+            return
         except TimeoutError:
             raise past_total(provider, total_timeout) from None
+        yield piece
+
+
+async def sse_events(
+    response: RawResponse,
+    provider: str,
+    *,
+    max_event_bytes: int,
+    deadline: float,
+    read_timeout: float,
+    total_timeout: float,
+) -> AsyncIterator[tuple[str, bytes]]:
+    """Yield (event, data) per server-sent event (data lines joined by newlines), in time linear in the bytes read.
+
+    A line or an event past `max_event_bytes` stops the stream; so does `deadline` (see timed_reads). An event
+    still open when the body ends was cut and is not dispatched; lines already whole are.
+    """
+    partial: list[bytes] = []  # a line's pieces until its newline arrives: joined once, never re-split
+    partial_len = 0
+    event = ""
+    data: list[bytes] = []
+    data_len = 0
+    reads = timed_reads(
+        response, provider, deadline=deadline, read_timeout=read_timeout, total_timeout=total_timeout
+    )
+    async for piece in reads:
         if b"\n" not in piece:
             partial.append(piece)
             partial_len += len(piece)
             if partial_len > max_event_bytes:
-                raise _event_too_large(provider, max_event_bytes)
+                raise event_too_large(provider, max_event_bytes)
             continue
         if partial:
             partial.append(piece)
@@ -209,18 +220,18 @@ async def sse_events(
                 value = line[6:] if line[5:6] == b" " else line[5:]
                 data_len += len(value)
                 if data_len > max_event_bytes:
-                    raise _event_too_large(provider, max_event_bytes)
+                    raise event_too_large(provider, max_event_bytes)
                 data.append(value)
             elif line.startswith(b"event:"):
                 event = line[6:].strip().decode("utf-8", "replace")
             # comments (": ping"), id: and retry: lines carry nothing a chat stream needs
         if partial_len > max_event_bytes:  # after the whole lines before it: those events were sent whole
-            raise _event_too_large(provider, max_event_bytes)
+            raise event_too_large(provider, max_event_bytes)
     if data:  # whole lines without the blank line that ends their event: lenient, as browsers are
         yield event, data[0] if len(data) == 1 else b"\n".join(data)
 
 
-def _event_too_large(provider: str, limit: int) -> UpstreamTooLarge:
+def event_too_large(provider: str, limit: int) -> UpstreamTooLarge:
     return UpstreamTooLarge(
         f"upstream {provider!r} sent a stream event larger than {limit} bytes (providers.{provider}.max_event_bytes)",
         provider=provider,

@@ -17,11 +17,13 @@ from llm_gateway.adapters.http import (
     correlation_headers,
     fetch_json,
     make_client,
+    relay_sse,
     status_error,
     stream_sse,
 )
-from llm_gateway.vocab.errors import UpstreamError, UpstreamMalformed, UpstreamStatusError
-from llm_gateway.vocab.types import Call
+from llm_gateway.adapters.openai_frames import FrameCutter, OpenAIEvents
+from llm_gateway.vocab.errors import UpstreamError
+from llm_gateway.vocab.types import Call, Frames
 
 
 class OpenAIAdapter:
@@ -39,13 +41,13 @@ class OpenAIAdapter:
     async def chat(self, call: Call) -> dict[str, Any]:
         return await self._post("/chat/completions", call)
 
-    def stream_chat(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    def stream_chat(self, call: Call) -> AsyncIterator[dict[str, Any] | Frames]:
         return self._stream("/chat/completions", call)
 
     async def complete(self, call: Call) -> dict[str, Any]:
         return await self._post("/completions", call)
 
-    def stream_complete(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    def stream_complete(self, call: Call) -> AsyncIterator[dict[str, Any] | Frames]:
         return self._stream("/completions", call)
 
     async def embed(self, call: Call) -> dict[str, Any]:
@@ -79,38 +81,16 @@ class OpenAIAdapter:
             raise status_error(self.name, 502, body, {})  # some servers answer 200 with an error body
         return data
 
-    def _stream(self, path: str, call: Call) -> AsyncIterator[dict[str, Any]]:
-        return stream_sse(
-            self.client, self.upstream, path, self._status_error, _OpenAIEvents(self.name),
-            content=orjson.dumps(self._body(call)), headers=_headers_for(call, self.upstream, stream=True),
-        )
-
-
-class _OpenAIEvents:
-    """An OpenAI-compatible stream: each event one chunk as it is; whole only at `data: [DONE]`."""
-
-    __slots__ = ("complete", "provider")
-    end_marker = "[DONE]"
-
-    def __init__(self, provider: str) -> None:
-        self.provider = provider
-        self.complete = False
-
-    def feed(self, event: str, data: bytes) -> tuple[dict[str, Any], ...]:
-        if data == b"[DONE]":
-            self.complete = True
-            return ()
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamMalformed(
-                f"upstream {self.provider!r} sent a malformed stream line: {data[:200]!r}",
-                provider=self.provider,
-                kind="malformed",
-            ) from None
-        if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
-            raise _stream_error(self.provider, chunk)
-        return (chunk,)
+    def _stream(self, path: str, call: Call) -> AsyncIterator[Any]:
+        """Parsed chunks, or (call.frames: nothing downstream reads them) the upstream's own events as Frames."""
+        content = orjson.dumps(self._body(call))
+        headers = _headers_for(call, self.upstream, stream=True)
+        if call.frames:
+            cutter = FrameCutter(self.name, self.upstream.max_event_bytes)
+            return relay_sse(self.client, self.upstream, path, self._status_error, cutter,
+                             content=content, headers=headers)
+        return stream_sse(self.client, self.upstream, path, self._status_error, OpenAIEvents(self.name),
+                          content=content, headers=headers)
 
 
 def _headers_for(call: Call, upstream: HttpUpstream, *, stream: bool = False) -> dict[str, str]:
@@ -119,16 +99,3 @@ def _headers_for(call: Call, upstream: HttpUpstream, *, stream: bool = False) ->
     if call.traceparent:
         headers["traceparent"] = call.traceparent
     return headers
-
-
-def _stream_error(provider: str, chunk: dict[str, Any]) -> UpstreamError:
-    err = chunk.get("error")
-    message = err.get("message") if isinstance(err, dict) else str(err)
-    code = err.get("code") if isinstance(err, dict) else None
-    return UpstreamStatusError(
-        f"upstream {provider!r} failed mid-stream: {message}",
-        provider=provider,
-        upstream_status=502,
-        code=str(code) if code else "upstream_stream_error",
-        kind="5xx",
-    )

@@ -66,6 +66,9 @@ class OutputGuard(BasePolicy):
             self._count(released.blocked, ctx)
         return None if new_choices is None else {**response, "choices": new_choices}
 
+    def reads_chunks(self, call: Call, ctx: RequestContext) -> bool:
+        return self._stream_state(call, ctx) is not None
+
     async def on_chunk(self, call: Call, chunk: dict[str, Any], ctx: RequestContext) -> list[dict[str, Any]] | None:
         choices = chunk.get("choices")
         state = self._stream_state(call, ctx)

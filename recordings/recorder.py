@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ from llm_gateway.recordings.nearest import NearestIndex
 from llm_gateway.recordings.store import Store
 from llm_gateway.recordings.streams import aggregate, fit_usage, synthesize
 from llm_gateway.vocab.errors import GatewayError, RecordingNotFound, ServiceUnavailable, UpstreamError
-from llm_gateway.vocab.types import Call, RequestContext
+from llm_gateway.vocab.types import Call, Frames, RequestContext
 
 log = logging.getLogger("gateway.recordings")
 MODES = ("record", "replay", "auto")
@@ -90,10 +91,12 @@ class StoreRecorder:
                 if recording.error is not None:
                     raise _recorded_error(recording)
                 include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
-                return self._replay_stream(recording, include_usage)
+                return self._replay_stream(recording, include_usage, frames=call.frames)
             if self.mode == "replay":
                 raise await self._miss_error(request)
         started = time.perf_counter()
+        if call.frames:
+            call = replace(call, frames=False)  # recording keeps parsed chunks
         try:
             chunks = await upstream(call, ctx)
         except UpstreamError as exc:
@@ -253,7 +256,11 @@ class StoreRecorder:
             whole["usage"] = recording.meta.usage
         return orjson.loads(orjson.dumps(whole))
 
-    async def _replay_stream(self, recording: Recording, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+    async def _replay_stream(
+        self, recording: Recording, include_usage: bool, *, frames: bool = False
+    ) -> AsyncIterator[dict[str, Any] | Frames]:
+        """The recorded chunks, at their recorded pace when replay_timing says so. With `frames` (nothing reads the
+        chunks: Call.frames) an untimed replay is one Frames of every event, serialised once."""
         if recording.chunks is not None:
             delays = [c.delay for c in recording.chunks]
             chunks = fit_usage([c.data for c in recording.chunks], include_usage, recording.meta.usage)
@@ -262,6 +269,13 @@ class StoreRecorder:
             chunks = synthesize(recording.response, recording.endpoint, include_usage)
             delays = [recording.meta.latency_seconds]
         timed = self.replay_timing == "recorded"
+        if frames and not timed:
+            events = [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks]
+            usage = next((c["usage"] for c in reversed(chunks) if c.get("usage")), None)
+            data = b"".join(events)
+            usage_only = bool(chunks) and bool(chunks[-1].get("usage")) and not chunks[-1].get("choices")
+            yield Frames(data, len(events), usage, (len(data) - len(events[-1]), len(data)) if usage_only else None)
+            return
         for i, chunk in enumerate(chunks):
             if timed and i < len(delays) and delays[i] > 0:
                 await self._sleep(delays[i] * self.timing_scale)

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
+import orjson
+
 from llm_gateway.config.settings import Price
 from llm_gateway.engine.router import Router
 from llm_gateway.recordings.base import PassthroughRecorder, Recorder
 from llm_gateway.vocab.errors import GatewayError
 from llm_gateway.vocab.tokens import count_call_prompt, count_text
-from llm_gateway.vocab.types import Call, Policy, RequestContext, Usage
+from llm_gateway.vocab.types import Call, Frames, Policy, RequestContext, Usage
 
 policy_log = logging.getLogger("gateway.policy")
 
@@ -96,41 +98,59 @@ class Pipeline:
             if abandon is not None:
                 await abandon(call, ctx)
 
-    async def stream(self, call: Call, ctx: RequestContext) -> AsyncIterator[dict[str, Any]]:
-        """A primed stream: errors up to the first upstream chunk are raised here, as HTTP errors."""
+    async def stream(self, call: Call, ctx: RequestContext, *, frames: bool = False) -> AsyncIterator[Any]:
+        """A primed stream: errors up to the first upstream chunk are raised here, as HTTP errors.
+
+        Its items are chunks (dicts), or Frames where `frames` says the client takes the upstream's own events and
+        no policy reads this stream's chunks (Call.frames): then the upstream's bytes pass through untouched.
+        """
         call = await self.before(call, ctx)
+        readers = [(i, p) for i, p in enumerate(self.policies) if _reads_chunks(p, call, ctx)]
+        if frames and not readers:
+            call.frames = True
         try:
             chunks = await self.recorder.stream(call, ctx, self.router.stream)
         except BaseException:
             await self._abandon(call, ctx)
             raise
-        return self._filtered(call, ctx, chunks)
+        return self._filtered(call, ctx, chunks, readers)
 
     async def _filtered(
-        self, call: Call, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
-    ) -> AsyncIterator[dict[str, Any]]:
+        self, call: Call, ctx: RequestContext, chunks: AsyncIterator[Any], readers: list[tuple[int, Policy]]
+    ) -> AsyncIterator[Any]:
         relayed = _Relayed()
+        frame_policies = [p.on_frames for p in self.policies if hasattr(p, "on_frames")] if call.frames else []
         try:
             async with aclosing(chunks):
                 try:
                     async for chunk in chunks:
+                        if type(chunk) is Frames:  # no policy reads chunks (see stream): only the usage is taken
+                            if chunk.usage:
+                                self.account(call, ctx, chunk.usage)
+                            elif ctx.usage is None:
+                                relayed.add_frames(chunk)
+                            for on_frames in frame_policies:
+                                chunk = await on_frames(call, chunk, ctx) or chunk
+                            yield chunk
+                            continue
                         usage = chunk.get("usage")
                         if usage:
                             self.account(call, ctx, usage)
                         elif ctx.usage is None:
                             relayed.add(chunk)
-                        if not self.policies:
+                        if not readers:
                             yield chunk
                             continue
-                        for out in await self._through(call, ctx, [chunk], 0):
+                        for out in await self._through(call, ctx, [chunk], readers, 0):
                             yield out
                 except Exception:
                     await self._settle_failed(call, ctx, relayed)
                     raise
                 for i, policy in enumerate(self.policies):
                     held = await policy.end_stream(call, ctx)
-                    for out in await self._through(call, ctx, held, i + 1):
-                        yield out
+                    if held:
+                        for out in await self._through(call, ctx, held, readers, i + 1):
+                            yield out
         finally:
             await self._abandon(call, ctx)  # a stream that ended cleanly has settled already: this is a no-op
 
@@ -147,10 +167,14 @@ class Pipeline:
                                      extra={"request_id": ctx.request_id})
 
     async def _through(
-        self, call: Call, ctx: RequestContext, chunks: list[dict[str, Any]], start: int
+        self, call: Call, ctx: RequestContext, chunks: list[dict[str, Any]], readers: list[tuple[int, Policy]],
+        start: int,
     ) -> list[dict[str, Any]]:
-        """Pass chunks through the policies from index `start` on; each may hold back, rewrite or split."""
-        for policy in self.policies[start:]:
+        """Pass chunks through the policies that read them, from policy index `start` on; each may hold back,
+        rewrite or split."""
+        for i, policy in readers:
+            if i < start:
+                continue
             out: list[dict[str, Any]] = []
             for chunk in chunks:
                 result = await policy.on_chunk(call, chunk, ctx)
@@ -168,15 +192,21 @@ class _Relayed:
     """The text a stream relayed so far, to charge a stream that broke before its usage chunk.
 
     The first KEEP_CHARS characters are kept and counted with tiktoken when needed; past them only a character count
-    is kept (at ~4 characters a token), so an endless stream costs no memory here.
+    is kept (at ~4 characters a token), so an endless stream costs no memory here. Frames (relayed unparsed) are
+    kept only for their first KEEP_FRAME_BYTES and parsed only if the stream breaks; the events past them are
+    charged at the tokens per event of those kept (OpenAI-compatible servers send about one token an event).
     """
 
     KEEP_CHARS = 16384
-    __slots__ = ("chars", "pieces")
+    KEEP_FRAME_BYTES = 16384
+    __slots__ = ("chars", "frame_bytes", "frame_events", "frames", "pieces")
 
     def __init__(self) -> None:
         self.pieces: list[str] = []
         self.chars = 0
+        self.frames: list[bytes] = []
+        self.frame_bytes = 0
+        self.frame_events = 0
 
     def add(self, chunk: dict[str, Any]) -> None:
         for choice in chunk.get("choices") or ():
@@ -189,10 +219,43 @@ class _Relayed:
                     self.pieces.append(text)
                 self.chars += len(text)
 
+    def add_frames(self, frames: Frames) -> None:
+        self.frame_events += frames.events
+        room = self.KEEP_FRAME_BYTES - self.frame_bytes
+        if room > 0:
+            data = frames.data if len(frames.data) <= room else frames.data[:room]  # a cut event is skipped later
+            self.frames.append(data)
+            self.frame_bytes += len(data)
+
     def usage(self, call: Call) -> dict[str, int]:
+        sampled = self._parse_frames()
         kept = "".join(self.pieces)
         completion = count_text(kept) + max(0, self.chars - len(kept)) // 4
+        unseen = self.frame_events - sampled
+        if unseen > 0:
+            completion += round(unseen * completion / sampled) if sampled else unseen
         return {"prompt_tokens": count_call_prompt(call.kind, call.body), "completion_tokens": completion}
+
+    def _parse_frames(self) -> int:
+        """Add the kept frames' text; how many of their events were whole."""
+        whole = 0
+        for line in b"".join(self.frames).split(b"\n"):
+            if not line.startswith(b"data:"):
+                continue
+            try:
+                chunk = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                continue  # the event the keep limit cut
+            if isinstance(chunk, dict):
+                self.add(chunk)
+                whole += 1
+        return whole
+
+
+def _reads_chunks(policy: Policy, call: Call, ctx: RequestContext) -> bool:
+    """A policy without `reads_chunks` (written before it existed) is taken to read every chunk."""
+    reads = getattr(policy, "reads_chunks", None)
+    return True if reads is None else reads(call, ctx)
 
 
 def _denied(policy: Policy, exc: GatewayError, ctx: RequestContext) -> None:

@@ -200,7 +200,7 @@ class Gateway:
         self, call: Any, ctx: RequestContext, framer: Framer, wire: Wire
     ) -> Callable[[Scope, Receive, Send], Any]:
         """Prime the stream (errors up to its first chunk are HTTP errors), then answer it as an SSE stream."""
-        chunks = await self.pipeline.stream(call, ctx)
+        chunks = await self.pipeline.stream(call, ctx, frames=framer.takes_frames)
         try:
             first = await anext(chunks)
         except StopAsyncIteration:

@@ -61,6 +61,9 @@ class Call:
     request_id: str = ""  # sent upstream as x-request-id
     traceparent: str = ""  # W3C trace context sent upstream: the gateway's span, or the client's own header
     native: NativeRequest | None = None  # the client's own body, when its protocol is not OpenAI's (see NativeRequest)
+    # set by the pipeline when nothing reads this stream's chunks (no output policy, no recorder, no translation):
+    # an adapter that can may then yield the upstream's own SSE bytes as Frames instead of parsed chunks
+    frames: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -69,7 +72,8 @@ class Call:
     def routed(self, alias: str, model: str, provider: str) -> Call:
         """This call as sent to one deployment (dataclasses.replace did the same at 6x the cost, per request)."""
         return Call(
-            self.kind, alias, self.body, self.stream, model, provider, self.request_id, self.traceparent, self.native
+            self.kind, alias, self.body, self.stream, model, provider, self.request_id, self.traceparent, self.native,
+            self.frames,
         )
 
     def upstream_body(self) -> dict[str, Any]:
@@ -77,6 +81,34 @@ class Call:
         body = dict(self.body)
         body["model"] = self.model or self.alias
         return body
+
+
+class Frames:
+    """Whole SSE events of an OpenAI-shaped stream, as the upstream framed them (one upstream read's worth), with
+    the only facts the gateway needs of them: the usage an event carried, and how many events there are.
+
+    A stream's items are parsed chunks (dicts) or Frames; Frames reach only a client whose protocol is the
+    upstream's (OpenAI's framer sends `data` as it is), and only when no policy or recorder reads chunks
+    (Call.frames). The upstream's end marker is never inside `data`: the framer sends its own. `usage_event` is the
+    byte range of an event that carries only usage (no choices), for a client that did not ask for it.
+    """
+
+    __slots__ = ("data", "events", "usage", "usage_event")
+
+    def __init__(
+        self, data: bytes, events: int, usage: dict[str, Any] | None = None,
+        usage_event: tuple[int, int] | None = None,
+    ) -> None:
+        self.data = data
+        self.events = events
+        self.usage = usage
+        self.usage_event = usage_event
+
+    def without_usage_event(self) -> Frames:
+        if self.usage_event is None:
+            return self
+        start, stop = self.usage_event
+        return Frames(self.data[:start] + self.data[stop:], self.events - 1, self.usage)
 
 
 @dataclass(slots=True)
@@ -164,6 +196,13 @@ class Policy(Protocol):
 
     async def after(self, call: Call, response: dict[str, Any], ctx: RequestContext) -> dict[str, Any] | None: ...
 
+    def reads_chunks(self, call: Call, ctx: RequestContext) -> bool:
+        """Whether on_chunk must see this stream's chunks; when no policy does, the stream may relay Frames.
+
+        A policy that needs only what Frames tell (usage, the usage-only event) may define
+        `async on_frames(call, frames, ctx) -> Frames | None` instead: it is called for each Frames relayed."""
+        ...
+
     async def on_chunk(self, call: Call, chunk: dict[str, Any], ctx: RequestContext) -> list[dict[str, Any]] | None:
         """Chunks to emit in place of `chunk` ([] holds it back, None passes it on)."""
         ...
@@ -197,6 +236,9 @@ class BasePolicy:
 
     async def after(self, call: Call, response: dict[str, Any], ctx: RequestContext) -> dict[str, Any] | None:
         return None
+
+    def reads_chunks(self, call: Call, ctx: RequestContext) -> bool:
+        return False
 
     async def on_chunk(self, call: Call, chunk: dict[str, Any], ctx: RequestContext) -> list[dict[str, Any]] | None:
         return None

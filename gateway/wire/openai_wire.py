@@ -14,12 +14,14 @@ from typing import Any, Protocol
 import orjson
 
 from llm_gateway.vocab.errors import GatewayError
-from llm_gateway.vocab.types import Call, Kind, RequestContext
+from llm_gateway.vocab.types import Call, Frames, Kind, RequestContext
 from llm_gateway.wire.schema import parse_call
 
 
 class Framer(Protocol):
     """One stream's SSE bytes: a frame per chunk (b"" when nothing goes out yet), the end, or a failure."""
+
+    takes_frames: bool  # feed() also takes Frames: the upstream's own events, already in this framing
 
     def feed(self, chunk: dict[str, Any]) -> bytes: ...
 
@@ -83,9 +85,14 @@ class OpenAIShapes:
 
 
 class OpenAIFramer:
-    """`data: {chunk}\\n\\n` per chunk and `data: [DONE]\\n\\n` at the end, exactly as OpenAI frames a stream."""
+    """`data: {chunk}\\n\\n` per chunk and `data: [DONE]\\n\\n` at the end, exactly as OpenAI frames a stream;
+    Frames (an OpenAI-compatible upstream's own events) go out as they came."""
 
-    def feed(self, chunk: dict[str, Any]) -> bytes:
+    takes_frames = True
+
+    def feed(self, chunk: dict[str, Any] | Frames) -> bytes:
+        if type(chunk) is Frames:
+            return chunk.data
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def finish(self) -> bytes:

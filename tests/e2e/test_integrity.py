@@ -1,8 +1,9 @@
 """A real `gateway serve` against an upstream that misbehaves at the socket level (tests/support/raw_upstream.py):
 a broken answer is never passed off as a whole one, reads are bounded, and `timeout.total` covers streams.
 
-Each case asserts the status and the error code the client gets, that nothing was recorded (the gateway runs in
-record mode), and that a normal request is served right after.
+Each case asserts the status and the error code the client gets, that nothing was recorded, and that a normal
+request is served right after. Every case runs twice: with the recorder on (record mode: streams are parsed into
+chunks) and off (nothing reads the chunks: streams take the relay path, the upstream's own events as Frames).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import pytest
 from tests.support.gateway_process import GatewayProcess, gateway_process
 from tests.support.raw_upstream import RawUpstream
 
+Served = tuple[GatewayProcess, RawUpstream, Path | None]
 ALIASES = ("ok", "cut", "cut-close", "truncated", "huge-length", "endless-body", "endless-error", "gzip-bomb",
            "long-line")
 SLOW_ALIASES = ("drip", "endless-stream")
 CAP = 4 * 1024 * 1024
 
 
-def _config(upstream: RawUpstream, recordings: Path) -> str:
+def _config(upstream: RawUpstream, recordings: Path, mode: str) -> str:
     models = "".join(
         f'[models."{alias}"]\nprovider = "raw"\nmodel = "{alias}"\n'
         "price = { input_per_mtok = 1000000, output_per_mtok = 1000000 }\n"
@@ -40,7 +42,7 @@ retries = 0
 cooldown_failures = 1000
 
 [recording]
-mode = "record"
+mode = "{mode}"
 store = "directory"
 path = "{recordings}"
 
@@ -65,12 +67,14 @@ timeout = {{ connect = 2, read = 10, total = 2, first_token = 10 }}
 """
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, RawUpstream, Path]]:
-    directory = tmp_path_factory.mktemp("integrity")
+@pytest.fixture(scope="module", params=["record", "off"])
+def served(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Served]:
+    """The gateway and its upstream, and where it records (None with the recorder off)."""
+    mode = request.param
+    directory = tmp_path_factory.mktemp(f"integrity-{mode}")
     recordings = directory / "recordings"
-    with RawUpstream() as upstream, gateway_process(directory, _config(upstream, recordings)) as gateway:
-        yield gateway, upstream, recordings
+    with RawUpstream() as upstream, gateway_process(directory, _config(upstream, recordings, mode)) as gateway:
+        yield gateway, upstream, recordings if mode == "record" else None
 
 
 def _chat(url: str, alias: str, *, stream: bool) -> httpx.Response:
@@ -82,9 +86,9 @@ def _events(text: str) -> list[bytes]:
     return [line[6:].encode() for line in text.split("\n") if line.startswith("data: ")]
 
 
-def _recorded(recordings: Path) -> list[str]:
+def _recorded(recordings: Path | None) -> list[str]:
     """The alias of every stored recording."""
-    if not recordings.exists():
+    if recordings is None or not recordings.exists():
         return []
     return sorted(orjson.loads(p.read_bytes())["request"]["alias"] for p in recordings.rglob("*.json"))
 
@@ -100,12 +104,13 @@ def _metric(url: str, name: str, **labels: str) -> float:
     return total
 
 
-def _still_serves(gateway: GatewayProcess, recordings: Path) -> None:
+def _still_serves(gateway: GatewayProcess, recordings: Path | None) -> None:
     whole = _chat(gateway.url, "ok", stream=False)
     assert whole.status_code == 200 and whole.json()["choices"][0]["message"]["content"] == "fine"
     streamed = _chat(gateway.url, "ok", stream=True)
     assert streamed.status_code == 200 and _events(streamed.text)[-1] == b"[DONE]"
-    assert "ok" in _recorded(recordings)  # the recorder is on: a whole answer is stored
+    if recordings is not None:
+        assert "ok" in _recorded(recordings)  # the recorder is on: a whole answer is stored
 
 
 def _rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -117,7 +122,7 @@ def _rss_kib(pid: int, field: str = "VmRSS") -> int:
 
 @pytest.mark.parametrize("alias", ["cut", "cut-close"])
 def test_a_cut_stream_ends_with_an_error_event_and_is_neither_recorded_nor_free(
-    served: tuple[GatewayProcess, RawUpstream, Path], alias: str
+    served: Served, alias: str
 ) -> None:
     gateway, _, recordings = served
     errors_before = _metric(gateway.url, "gateway_requests_total", alias=alias, outcome="error")
@@ -137,7 +142,7 @@ def test_a_cut_stream_ends_with_an_error_event_and_is_neither_recorded_nor_free(
     _still_serves(gateway, recordings)
 
 
-def test_a_cut_anthropic_stream_is_not_passed_off_as_whole(served: tuple[GatewayProcess, RawUpstream, Path]) -> None:
+def test_a_cut_anthropic_stream_is_not_passed_off_as_whole(served: Served) -> None:
     gateway, _, recordings = served
     response = _chat(gateway.url, "claude-cut", stream=True)
     assert response.status_code == 200
@@ -151,7 +156,7 @@ def test_a_cut_anthropic_stream_is_not_passed_off_as_whole(served: tuple[Gateway
     _still_serves(gateway, recordings)
 
 
-def test_a_cut_responses_stream_ends_with_response_failed(served: tuple[GatewayProcess, RawUpstream, Path]) -> None:
+def test_a_cut_responses_stream_ends_with_response_failed(served: Served) -> None:
     gateway, _, recordings = served
     body = {"model": "cut", "input": "hello", "stream": True}
     response = httpx.post(gateway.url + "/v1/responses", json=body, timeout=60)
@@ -173,7 +178,7 @@ def test_a_cut_responses_stream_ends_with_response_failed(served: tuple[GatewayP
     ],
 )
 def test_whole_answers_are_read_with_bounds(
-    served: tuple[GatewayProcess, RawUpstream, Path], alias: str, code: str
+    served: Served, alias: str, code: str
 ) -> None:
     gateway, _, recordings = served
     response = _chat(gateway.url, alias, stream=False)
@@ -186,7 +191,7 @@ def test_whole_answers_are_read_with_bounds(
 
 
 def test_an_endless_error_body_keeps_its_status_and_reads_only_its_start(
-    served: tuple[GatewayProcess, RawUpstream, Path],
+    served: Served,
 ) -> None:
     gateway, _, recordings = served
     response = _chat(gateway.url, "endless-error", stream=False)
@@ -196,7 +201,7 @@ def test_an_endless_error_body_keeps_its_status_and_reads_only_its_start(
     _still_serves(gateway, recordings)
 
 
-def test_a_stream_line_past_the_event_cap_ends_the_stream(served: tuple[GatewayProcess, RawUpstream, Path]) -> None:
+def test_a_stream_line_past_the_event_cap_ends_the_stream(served: Served) -> None:
     gateway, _, recordings = served
     response = _chat(gateway.url, "long-line", stream=True)
     events = _events(response.text)
@@ -207,7 +212,7 @@ def test_a_stream_line_past_the_event_cap_ends_the_stream(served: tuple[GatewayP
 
 
 @pytest.mark.parametrize("alias", SLOW_ALIASES)
-def test_total_timeout_bounds_a_stream(served: tuple[GatewayProcess, RawUpstream, Path], alias: str) -> None:
+def test_total_timeout_bounds_a_stream(served: Served, alias: str) -> None:
     gateway, _, recordings = served
     started = time.monotonic()
     response = _chat(gateway.url, alias, stream=True)
@@ -221,7 +226,7 @@ def test_total_timeout_bounds_a_stream(served: tuple[GatewayProcess, RawUpstream
     _still_serves(gateway, recordings)
 
 
-def test_memory_stays_bounded_while_others_are_served(served: tuple[GatewayProcess, RawUpstream, Path]) -> None:
+def test_memory_stays_bounded_while_others_are_served(served: Served) -> None:
     """A 1 GiB gzip bomb, a 10 GB content-length and endless bodies, four times over: the peak RSS grows by about
     the cap per concurrent request (4 MiB here), not by the gigabytes the upstream offers."""
     import concurrent.futures

@@ -95,6 +95,8 @@ def native_request(body: dict[str, Any], translation: Translation, call: Call, c
 
 
 class MessagesFramer:
+    takes_frames = False  # it translates parsed chunks
+
     def __init__(self, events: MessageEvents) -> None:
         self.events = events
 

@@ -41,6 +41,8 @@ class ResponsesWire(OpenAIShapes):
 class ResponsesFramer:
     """A chat chunk may open, extend and close several output items: its events go out in one write."""
 
+    takes_frames = False  # it translates parsed chunks
+
     def __init__(self, events: ResponseEvents) -> None:
         self.events = events
 
