@@ -2,10 +2,10 @@
 read), or cut at event boundaries and relayed as the upstream sent them (`FrameCutter`, when nothing reads chunks).
 
 The relay path looks only for what the gateway must know: the end marker (`data: [DONE]`), an error event, and the
-usage event. Its framing check runs on byte counts in C: a JSON string cannot hold a raw newline, so in a read
-whose events are each one `data: {...}` line (what OpenAI, vLLM and llama.cpp's server send), "\\n\\n" occurs only
-between events and "}\\n\\n" only at an event's end; counting both, and the lines that start with `data: {`, proves
-every event whole and of that shape without looking at each. A read that is anything else (comments, `event:` or
+usage event. Its framing check is one pass of the regex engine over a read: every event one `data: {...}` line
+(what OpenAI, vLLM and llama.cpp's server send). A JSON string cannot hold a raw newline, so that proves every
+event whole and of that shape without looking at each; the JSON inside is the upstream's, as a proxy passes it.
+A read that is anything else (comments, `event:` or
 `id:` lines, `data:` without its space, multi-line data, an error, a usage value not found where expected, an event
 larger than the read's own check can vouch for) takes the careful path: each event parsed as OpenAIEvents parses
 it, the bytes still relayed as they came (CR line ends normalised to LF, which SSE treats alike).
@@ -13,6 +13,7 @@ it, the bytes still relayed as they came (CR line ends normalised to LF, which S
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -22,7 +23,9 @@ from llm_gateway.vocab.errors import UpstreamError, UpstreamMalformed, UpstreamS
 from llm_gateway.vocab.types import Frames
 
 END_MARKER = "[DONE]"
-_DONE_LINES = (b"data: [DONE]", b"data:[DONE]")
+_DONE_EVENTS = (b"data: [DONE]\n\n", b"data:[DONE]\n\n")
+# every event one `data: {...}` line: one pass of the regex engine, linear (a line cannot hold a newline)
+_ONE_LINE_EVENTS = re.compile(rb"(?:data: \{[^\n]*\}\n\n)+")
 _USAGE_NULL = (b'"usage":null', b'"usage": null')
 _USAGE_OBJECT = (b'"usage":{', b'"usage": {')
 
@@ -126,35 +129,23 @@ class FrameCutter:
             raise event_too_large(self.provider, self.max_event_bytes)
 
     def _frames(self, whole: bytes) -> Frames | None:
-        whole = self._before_done(whole)
-        if not whole:
-            return None
-        n = whole.count(b"\n\n")
-        if (
-            len(whole) <= self.max_event_bytes
-            and whole.count(b"\n") == 2 * n
-            and whole.count(b"}\n\n") == n
-            and whole.startswith(b"data: {")
-            and whole.count(b"\ndata: {") == n - 1
-            and b'"error"' not in whole
-        ):
+        if whole.endswith(b"[DONE]\n\n"):  # where the end marker comes: last (one after other events: _parsed)
+            whole = self._before_done(whole)
+            if not whole:
+                return None
+        if len(whole) <= self.max_event_bytes and _ONE_LINE_EVENTS.fullmatch(whole) and b'"error"' not in whole:
             found = self._usage(whole)
             if found is not None:
-                return Frames(whole, n, *found)
+                return Frames(whole, *found)
         return self._parsed(whole)
 
     def _before_done(self, whole: bytes) -> bytes:
-        """`whole` up to the end marker's event (dropping it and anything after), marking the stream complete."""
-        if b"[DONE]" not in whole:
-            return whole
-        for line in _DONE_LINES:
-            at = whole.find(line)
-            while at >= 0:
-                after = at + len(line)
-                if (at == 0 or whole[at - 1] == 10) and whole[after : after + 1] == b"\n":
-                    self.complete = True
-                    return whole[:at]
-                at = whole.find(line, at + 1)
+        """`whole` without the end marker's event that closes it, marking the stream complete."""
+        for line in _DONE_EVENTS:
+            at = len(whole) - len(line)
+            if whole.endswith(line) and (at == 0 or whole[at - 1] == 10):
+                self.complete = True
+                return whole[:at]
         return whole
 
     def _usage(self, whole: bytes) -> tuple[dict[str, Any] | None, tuple[int, int] | None] | None:
@@ -163,9 +154,10 @@ class FrameCutter:
         named = whole.count(b'"usage"')
         if not named:
             return None, None
-        nulls = whole.count(_USAGE_NULL[0]) + whole.count(_USAGE_NULL[1])
-        if named == nulls:
+        nulls = whole.count(_USAGE_NULL[0])
+        if named == nulls:  # include_usage: every chunk says `"usage":null`, the last one gives it
             return None, None
+        nulls += whole.count(_USAGE_NULL[1])
         usage, span, objects = None, None, 0
         for marker in _USAGE_OBJECT:
             at = whole.find(marker)
@@ -182,9 +174,9 @@ class FrameCutter:
         return (usage, span) if named == nulls + objects else None
 
     def _parsed(self, whole: bytes) -> Frames | None:
-        """The careful path: every event parsed, its size checked; the bytes relayed as they are. The events before
-        a bad one still go out, as the parsed path sends them, and the error waits in `failure`."""
-        events = 0
+        """The careful path: every event parsed, its size checked; the bytes relayed as they are, up to the end
+        marker. The events before a bad one still go out, as the parsed path sends them, and the error waits in
+        `failure`."""
         usage, span = None, None
         offset = 0
         for block in whole.split(b"\n\n"):
@@ -193,20 +185,21 @@ class FrameCutter:
                     raise event_too_large(self.provider, self.max_event_bytes)
                 data = [line[6:] if line[5:6] == b" " else line[5:]
                         for line in block.split(b"\n") if line[:5] == b"data:"]
-                chunk = parse_event(self.provider, data[0] if len(data) == 1 else b"\n".join(data)) if data else None
+                joined = data[0] if len(data) == 1 else b"\n".join(data)
+                if joined == b"[DONE]":
+                    self.complete = True
+                    return Frames(whole[:offset], usage, span) if offset else None
+                chunk = parse_event(self.provider, joined) if data else None
             except UpstreamError as exc:
-                if not events:
+                if not offset:
                     raise
                 self.failure = exc
-                return Frames(whole[:offset], events, usage, span)
+                return Frames(whole[:offset], usage, span)
             start, offset = offset, offset + len(block) + 2
-            if chunk is None:
-                continue  # a comment, or only event: / id: / retry: lines
-            events += 1
-            if chunk.get("usage"):
+            if chunk is not None and chunk.get("usage"):
                 usage = chunk["usage"]
                 span = (start, offset) if not chunk.get("choices") else span
-        return Frames(whole, events, usage, span)
+        return Frames(whole, usage, span)
 
 
 def _lf(data: bytes) -> bytes:

@@ -274,7 +274,7 @@ class StoreRecorder:
             usage = next((c["usage"] for c in reversed(chunks) if c.get("usage")), None)
             data = b"".join(events)
             usage_only = bool(chunks) and bool(chunks[-1].get("usage")) and not chunks[-1].get("choices")
-            yield Frames(data, len(events), usage, (len(data) - len(events[-1]), len(data)) if usage_only else None)
+            yield Frames(data, usage, (len(data) - len(events[-1]), len(data)) if usage_only else None)
             return
         for i, chunk in enumerate(chunks):
             if timed and i < len(delays) and delays[i] > 0:

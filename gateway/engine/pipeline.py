@@ -193,20 +193,19 @@ class _Relayed:
 
     The first KEEP_CHARS characters are kept and counted with tiktoken when needed; past them only a character count
     is kept (at ~4 characters a token), so an endless stream costs no memory here. Frames (relayed unparsed) are
-    kept only for their first KEEP_FRAME_BYTES and parsed only if the stream breaks; the events past them are
-    charged at the tokens per event of those kept (OpenAI-compatible servers send about one token an event).
+    kept only for their first KEEP_FRAME_BYTES and parsed only if the stream breaks; the bytes past them are
+    charged at the tokens per byte of those kept.
     """
 
     KEEP_CHARS = 16384
     KEEP_FRAME_BYTES = 16384
-    __slots__ = ("chars", "frame_bytes", "frame_events", "frames", "pieces")
+    __slots__ = ("chars", "frame_bytes", "frames", "pieces")
 
     def __init__(self) -> None:
         self.pieces: list[str] = []
         self.chars = 0
         self.frames: list[bytes] = []
-        self.frame_bytes = 0
-        self.frame_events = 0
+        self.frame_bytes = 0  # all the Frames' bytes, kept or not
 
     def add(self, chunk: dict[str, Any]) -> None:
         for choice in chunk.get("choices") or ():
@@ -220,36 +219,34 @@ class _Relayed:
                 self.chars += len(text)
 
     def add_frames(self, frames: Frames) -> None:
-        self.frame_events += frames.events
         room = self.KEEP_FRAME_BYTES - self.frame_bytes
         if room > 0:
-            data = frames.data if len(frames.data) <= room else frames.data[:room]  # a cut event is skipped later
-            self.frames.append(data)
-            self.frame_bytes += len(data)
+            data = frames.data
+            self.frames.append(data if len(data) <= room else data[:room])  # a cut event is skipped later
+        self.frame_bytes += len(frames.data)
 
     def usage(self, call: Call) -> dict[str, int]:
-        sampled = self._parse_frames()
+        frames_completion = self._frames_completion()
         kept = "".join(self.pieces)
-        completion = count_text(kept) + max(0, self.chars - len(kept)) // 4
-        unseen = self.frame_events - sampled
-        if unseen > 0:
-            completion += round(unseen * completion / sampled) if sampled else unseen
+        completion = count_text(kept) + max(0, self.chars - len(kept)) // 4 + frames_completion
         return {"prompt_tokens": count_call_prompt(call.kind, call.body), "completion_tokens": completion}
 
-    def _parse_frames(self) -> int:
-        """Add the kept frames' text; how many of their events were whole."""
-        whole = 0
-        for line in b"".join(self.frames).split(b"\n"):
-            if not line.startswith(b"data:"):
-                continue
-            try:
-                chunk = orjson.loads(line[5:])
-            except orjson.JSONDecodeError:
-                continue  # the event the keep limit cut
-            if isinstance(chunk, dict):
-                self.add(chunk)
-                whole += 1
-        return whole
+    def _frames_completion(self) -> int:
+        """Tokens of the kept Frames' text, extrapolated to all the Frames' bytes."""
+        if not self.frames:
+            return 0
+        kept = b"".join(self.frames)
+        text = _Relayed()
+        for line in kept.split(b"\n"):
+            if line.startswith(b"data:"):
+                try:
+                    chunk = orjson.loads(line[5:])
+                except orjson.JSONDecodeError:
+                    continue  # the event the keep limit cut
+                if isinstance(chunk, dict):
+                    text.add(chunk)
+        tokens = count_text("".join(text.pieces))
+        return round(tokens * self.frame_bytes / len(kept))
 
 
 def _reads_chunks(policy: Policy, call: Call, ctx: RequestContext) -> bool:

@@ -85,7 +85,7 @@ class Call:
 
 class Frames:
     """Whole SSE events of an OpenAI-shaped stream, as the upstream framed them (one upstream read's worth), with
-    the only facts the gateway needs of them: the usage an event carried, and how many events there are.
+    the only fact the gateway needs of them: the usage an event carried.
 
     A stream's items are parsed chunks (dicts) or Frames; Frames reach only a client whose protocol is the
     upstream's (OpenAI's framer sends `data` as it is), and only when no policy or recorder reads chunks
@@ -93,14 +93,12 @@ class Frames:
     byte range of an event that carries only usage (no choices), for a client that did not ask for it.
     """
 
-    __slots__ = ("data", "events", "usage", "usage_event")
+    __slots__ = ("data", "usage", "usage_event")
 
     def __init__(
-        self, data: bytes, events: int, usage: dict[str, Any] | None = None,
-        usage_event: tuple[int, int] | None = None,
+        self, data: bytes, usage: dict[str, Any] | None = None, usage_event: tuple[int, int] | None = None
     ) -> None:
         self.data = data
-        self.events = events
         self.usage = usage
         self.usage_event = usage_event
 
@@ -108,7 +106,7 @@ class Frames:
         if self.usage_event is None:
             return self
         start, stop = self.usage_event
-        return Frames(self.data[:start] + self.data[stop:], self.events - 1, self.usage)
+        return Frames(self.data[:start] + self.data[stop:], self.usage)
 
 
 @dataclass(slots=True)
