@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
+from llm_gateway.adapters.aiohttp_client import AiohttpClient
 from llm_gateway.adapters.http_read import past_total, read_body, read_error_body, sse_events, timed_reads
-from llm_gateway.adapters.reqwest_client import ReqwestClient
 from llm_gateway.vocab.errors import (
     UpstreamError,
     UpstreamIncomplete,
@@ -83,17 +83,17 @@ def make_client(
     upstream: HttpUpstream,
     headers: dict[str, str],
     transport: httpx.AsyncBaseTransport | None = None,
-) -> httpx.AsyncClient | ReqwestClient:
+) -> httpx.AsyncClient | AiohttpClient:
     """One client per provider, created at startup; `transport` lets tests plug in respx.
 
-    Without one, pyreqwest's (adapters/reqwest_client.py): half aiohttp's CPU a request, which was itself ~300 us
-    under httpx.AsyncClient's (BENCHMARKS.md, "Upstream client").
+    Without one, aiohttp's pool is used directly: httpx's own pool is several times slower under concurrency, and
+    httpx.AsyncClient over aiohttp still cost ~300 us a request (BENCHMARKS.md).
     """
     base_url, connect, read = upstream.base_url, upstream.connect_timeout, upstream.read_timeout
     headers = {"accept-encoding": "identity", **headers}  # nothing to inflate; what is, is inflated within bounds
     max_connections = upstream.max_connections
     if transport is None:
-        return ReqwestClient(base_url, headers=headers, connect=connect, read=read, max_connections=max_connections)
+        return AiohttpClient(base_url, headers=headers, connect=connect, read=read, max_connections=max_connections)
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     return httpx.AsyncClient(
         base_url=base_url,
@@ -111,10 +111,14 @@ def transport_error(exc: httpx.HTTPError, provider: str) -> UpstreamError:
 
     The client's message names the provider only; the exception (which carries host and port) goes to the log.
     """
-    log.warning("upstream %r: %s: %s", provider, type(exc).__name__, exc or exc.__cause__)
-    if isinstance(exc, (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)):
+    cause = exc.__cause__
+    cause_name = type(cause).__name__ if cause is not None else ""
+    log.warning("upstream %r: %s: %s", provider, type(exc).__name__, exc or cause)
+    if cause_name in ("ServerDisconnectedError", "ClientOSError") or isinstance(
+        exc, (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
+    ):
         return UpstreamError(f"upstream {provider!r} closed the connection", provider=provider, kind="connect")
-    if isinstance(exc, httpx.ConnectError):
+    if cause_name == "ClientConnectorError" or isinstance(exc, httpx.ConnectError):
         return UpstreamUnavailable(f"upstream {provider!r} is unreachable", provider=provider, kind="connect")
     if isinstance(exc, httpx.TimeoutException):
         phase = "connecting" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else "waiting for data"

@@ -1,5 +1,8 @@
 """`python -m bench.clients`: the upstream client's own cost, side by side (BENCHMARKS.md, "Upstream client").
 
+aiohttp is the gateway's; pyreqwest (Rust's reqwest and hyper, `pip install pyreqwest` or the bench extra) is the
+faster client measured against it, in isolation here and inside the gateway in BENCHMARKS.md.
+
 Each candidate sends the bench's chat request to the nginx upstream (a whole answer, then the 200-chunk stream read
 as it arrives) from 8 concurrent tasks on uvloop, pinned to one CPU with nginx on the other, and reports requests/s
 and the process's CPU time per request (getrusage: every thread, so a client's own runtime threads count too). Each
@@ -69,7 +72,17 @@ async def _pyreqwest() -> tuple[Send, Callable[[], Awaitable[None]]]:
     return send, client.close
 
 
-CLIENTS = {"aiohttp": _aiohttp, "pyreqwest": _pyreqwest}
+def _installed() -> dict[str, Callable[[], Awaitable[tuple[Send, Callable[[], Awaitable[None]]]]]]:
+    clients = {"aiohttp": _aiohttp}
+    try:
+        import pyreqwest  # noqa: F401
+    except ImportError:
+        return clients
+    clients["pyreqwest"] = _pyreqwest
+    return clients
+
+
+CLIENTS = _installed()
 
 
 async def measure(name: str, url: str, stream: bool, requests: int, concurrency: int) -> tuple[float, float]:
