@@ -79,6 +79,7 @@ class Gateway:
         self.drain = drain
         self.created = int(time.time())
         self.ready = True
+        self.preload_tokens = True  # load tiktoken's table at start (the composition root says when it is needed)
 
     async def aclose(self) -> None:
         self.ready = False
@@ -400,7 +401,8 @@ class GatewayApp(Starlette):
 async def start_serving(gateway: Gateway) -> None:
     """What the server does before its first request (also after a SIGHUP reload, composition/reload.py)."""
     gateway.drain.listen_for_signals()
-    await asyncio.to_thread(encoding)  # load tiktoken's table now, not on the first request
+    if gateway.preload_tokens:
+        await asyncio.to_thread(encoding)  # load tiktoken's table now, not on the first request
     # what startup built (settings, tiktoken, metrics, adapters) lives as long as the server: out of the
     # collector's sight, so full collections under load stop walking it (~6% of instructions at 64 connections)
     gc.freeze()
