@@ -15,4 +15,11 @@ end, or, when the stream broke, charges the tokens relayed so far and settles th
 frames each chunk in the client's protocol, and a failure after the first byte as the wire's error frame (no
 `[DONE]`; Responses' `response.failed`). Every layer that owns an inner stream closes it with
 `contextlib.aclosing`, so a client that goes away closes the upstream connection at once.
+
+Two kinds of item flow this way: chunks (dicts) and Frames (vocab/types.py: whole SSE events as the upstream framed
+them, one upstream read's worth, with the usage they carried). The pipeline sets `Call.frames` when the server's
+framer takes Frames (OpenAI's own wire) and no policy `reads_chunks` for this call; the OpenAI adapter then relays
+(adapters/http.py `relay_sse`, adapters/openai_frames.py) and a replay yields one Frames of every recorded event,
+while recording asks for chunks again. Every layer passes Frames on untouched: the pipeline takes their usage (and
+lets a policy's `on_frames` drop the usage event it asked for), the router and the framer relay them.
 """

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import orjson
 import pytest
 
 from llm_gateway.recordings.model import Chunk, Meta, Recording
 from llm_gateway.vocab.errors import GatewayError, RecordingNotFound, UpstreamStatusError, UpstreamTimeout
+from llm_gateway.vocab.types import Frames
 from tests.recordings.conftest import ScriptedUpstream, chat, ctx
 
 
@@ -90,6 +92,24 @@ async def test_usage_chunk_follows_the_replaying_clients_stream_options(make_rec
     without = await collect(await replayer.stream(chat("tell", stream=True), ctx(), scripted.stream))
     assert with_usage[-1]["choices"] == [] and with_usage[-1]["usage"]["total_tokens"] == 8
     assert without == with_usage[:-1]
+
+
+async def test_with_frames_a_replay_is_one_frames_of_the_same_events_and_recording_asks_for_chunks(
+    make_recorder, scripted: ScriptedUpstream
+):
+    options = {"stream_options": {"include_usage": True}}
+    recording = chat("tell", stream=True, **options)
+    recording.frames = True  # nothing downstream reads chunks: the recorder must still record parsed chunks
+    live = await collect(await make_recorder("record").stream(recording, ctx(), scripted.stream))
+    assert scripted.calls[-1].frames is False and all(isinstance(c, dict) for c in live)
+    call = chat("tell", stream=True, **options)
+    call.frames = True
+    (frames,) = await collect(await make_recorder("replay").stream(call, ctx(), scripted.stream))
+    assert isinstance(frames, Frames)
+    assert frames.data == b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in live)
+    assert frames.usage == live[-1]["usage"]
+    start, stop = frames.usage_event  # the usage-only last event, for a client that did not ask for it
+    assert frames.data[start:stop] == b"data: " + orjson.dumps(live[-1]) + b"\n\n" and stop == len(frames.data)
 
 
 async def test_a_whole_recording_replays_as_a_synthesized_stream(make_recorder, scripted: ScriptedUpstream):

@@ -75,3 +75,26 @@ async def test_real_usage_wins_over_the_estimate() -> None:
     ctx = RequestContext(request_id="r")
     await _drain(_pipeline(CutAdapter({"prompt_tokens": 7, "completion_tokens": 9}), policy), ctx)
     assert ctx.usage is not None and (ctx.usage.prompt_tokens, ctx.usage.completion_tokens) == (7, 9)
+
+
+def test_a_broken_relayed_stream_is_charged_from_its_frames_bytes() -> None:
+    import orjson
+
+    from llm_gateway.engine.pipeline import _Relayed
+    from llm_gateway.vocab.tokens import count_text
+    from llm_gateway.vocab.types import Frames
+
+    def frames(words: list[str]) -> Frames:
+        return Frames(b"".join(b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {"content": w}}]})
+                               + b"\n\n" for w in words))
+
+    call = Call("chat", "a", {"model": "a", "messages": [{"role": "user", "content": "hi"}]}, stream=True)
+    small = _Relayed()
+    small.add_frames(frames(["Hello", " world"]))
+    assert small.usage(call)["completion_tokens"] == count_text("Hello world")
+    large = _Relayed()  # past the bytes kept, the rest is charged at the kept part's tokens per byte
+    for _ in range(400):
+        large.add_frames(frames([" word"] * 10))
+    charged = large.usage(call)["completion_tokens"]
+    assert 3000 < charged < 5000  # 4,000 words of about one token each, from a 16 KiB sample
+    assert sum(len(f) for f in large.frames) <= _Relayed.KEEP_FRAME_BYTES
