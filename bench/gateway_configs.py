@@ -25,6 +25,8 @@ host = "127.0.0.1"
 port = {port}
 workers = 1
 state_path = "{directory}/state.db"
+# 10,000 open streams at once (the open-streams figure): above the shipped 4,096, as an operator expecting them sets it
+max_connections = 12000
 
 [providers.upstream]
 type = "openai"
