@@ -123,6 +123,9 @@ def _run_uvicorn(uvicorn: Any, args: argparse.Namespace, settings: Any, workers:
         # open streams end themselves at the grace deadline (app.py); uvicorn's own cut comes only after that
         timeout_graceful_shutdown=math.ceil(server.shutdown_grace_seconds) + 2,
         server_header=False,
+        # nothing reads a client's address (limits and logs go by key and request id), so uvicorn's X-Forwarded-*
+        # rewriting would only cost a pass over every request's headers
+        proxy_headers=False,
         timeout_keep_alive=max(1, math.ceil(server.keep_alive_seconds)),
         h11_max_incomplete_event_size=server.max_header_bytes,  # when httptools is missing (h11 parses)
         **_http_protocol(),
