@@ -164,7 +164,13 @@ class Router:
             iterator = adapter.stream_chat(c) if c.kind == "chat" else adapter.stream_complete(c)
             timeout = self.first_token_timeouts.get(c.provider)
             try:
-                first = await asyncio.wait_for(anext(iterator), timeout) if timeout else await anext(iterator)
+                if timeout:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for runs the step in a task of its own, an extra
+                    # task and event-loop turn before every stream's first byte
+                    async with asyncio.timeout(timeout):
+                        first = await anext(iterator)
+                else:
+                    first = await anext(iterator)
             except StopAsyncIteration:
                 return None, iterator
             except TimeoutError:

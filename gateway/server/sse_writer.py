@@ -143,7 +143,8 @@ async def _watch(
     """Cancel the writer when the client disconnects; ping a stream idle for `ping_seconds`."""
     while not state.done:
         try:
-            message = await asyncio.wait_for(receive(), ping_seconds)
+            async with asyncio.timeout(ping_seconds):  # no task of its own per wait, as wait_for makes on 3.11
+                message = await receive()
         except TimeoutError:
             if not state.done and time.monotonic() - state.last_write >= ping_seconds:
                 await send({"type": "http.response.body", "body": PING, "more_body": True})
