@@ -13,7 +13,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -298,12 +298,10 @@ async def stream_sse(
     headers: Mapping[str, str] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """One stream, relayed as `translation` makes it: complete only on its end marker, bounded, within total."""
-    name = upstream.name
-    deadline = asyncio.get_running_loop().time() + upstream.total_timeout
-    response = await _open_stream(client, upstream, path, errors, content, headers, deadline)
-    try:
+    marker = translation.end_marker
+    async with _event_stream(client, upstream, path, errors, marker, content, headers) as (response, deadline):
         events = sse_events(
-            response, name, max_event_bytes=upstream.max_event_bytes, deadline=deadline,
+            response, upstream.name, max_event_bytes=upstream.max_event_bytes, deadline=deadline,
             read_timeout=upstream.read_timeout, total_timeout=upstream.total_timeout,
         )
         async with aclosing(events):
@@ -312,11 +310,7 @@ async def stream_sse(
                     yield chunk
                 if translation.complete:
                     return
-        raise _cut(name, translation.end_marker)
-    except httpx.HTTPError as exc:
-        raise _broken_body(exc, name, f"mid-stream, before {translation.end_marker}") from None
-    finally:
-        await response.aclose()
+        raise _cut(upstream.name, marker)
 
 
 async def relay_sse(
@@ -331,12 +325,10 @@ async def relay_sse(
 ) -> AsyncIterator[Frames]:
     """One stream as the upstream framed it: Frames per read, held to the same end marker, bounds and total as
     stream_sse."""
-    name = upstream.name
-    deadline = asyncio.get_running_loop().time() + upstream.total_timeout
-    response = await _open_stream(client, upstream, path, errors, content, headers, deadline)
-    try:
+    marker = relay.end_marker
+    async with _event_stream(client, upstream, path, errors, marker, content, headers) as (response, deadline):
         reads = timed_reads(
-            response, name, deadline=deadline, read_timeout=upstream.read_timeout,
+            response, upstream.name, deadline=deadline, read_timeout=upstream.read_timeout,
             total_timeout=upstream.total_timeout,
         )
         async with aclosing(reads):
@@ -354,35 +346,39 @@ async def relay_sse(
         if relay.failure is not None:
             raise relay.failure
         if not relay.complete:
-            raise _cut(name, relay.end_marker)
-    except httpx.HTTPError as exc:
-        raise _broken_body(exc, name, f"mid-stream, before {relay.end_marker}") from None
-    finally:
-        await response.aclose()
+            raise _cut(upstream.name, marker)
 
 
-async def _open_stream(
+@asynccontextmanager
+async def _event_stream(
     client: Any,
     upstream: HttpUpstream,
     path: str,
     errors: StatusErrors,
+    end_marker: str,
     content: bytes,
     headers: Mapping[str, str] | None,
-    deadline: float,
-) -> Any:
-    """The stream's response once it is known to be an event stream (an error status raises its error)."""
-    response = await _send(client, client.build_request("POST", path, content=content, headers=headers), upstream.name)
+) -> AsyncIterator[tuple[Any, float]]:
+    """(the response, once it is known to be an event stream; the stream's deadline), what both stream skeletons
+    share: an error status raises its error, a transport failure mid-stream is a cut answer, and the response is
+    closed however the stream ends."""
+    name = upstream.name
+    deadline = asyncio.get_running_loop().time() + upstream.total_timeout
+    response = await _send(client, client.build_request("POST", path, content=content, headers=headers), name)
     try:
-        if response.status_code >= 400:
-            raise errors(response.status_code, await read_error_body(response, upstream.name), response.headers)
-        if not response.headers.get("content-type", "").startswith("text/event-stream"):
-            await _not_a_stream(response, upstream, errors, deadline)
-    except BaseException as exc:
+        try:
+            if response.status_code >= 400:
+                raise errors(response.status_code, await read_error_body(response, name), response.headers)
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                await _not_a_stream(response, upstream, errors, deadline)
+        except httpx.HTTPError as exc:
+            raise _broken_body(exc, name, "before the stream began") from None
+        try:
+            yield response, deadline
+        except httpx.HTTPError as exc:
+            raise _broken_body(exc, name, f"mid-stream, before {end_marker}") from None
+    finally:
         await response.aclose()
-        if isinstance(exc, httpx.HTTPError):
-            raise _broken_body(exc, upstream.name, "before the stream began") from None
-        raise
-    return response
 
 
 def _cut(name: str, end_marker: str) -> UpstreamIncomplete:

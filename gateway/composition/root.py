@@ -68,12 +68,12 @@ def build_gateway(
         observer.tracing = Tracing(settings.tracing, settings.state.replica_id, provider_types, span_exporter)
     router.on_upstream_error = observer.upstream_error
     drain = drain or Drain(settings.server.shutdown_grace_seconds, in_flight=lambda: observer.in_flight)
-    gateway = Gateway(settings, adapters=adapters, router=router, pipeline=pipeline, observer=observer, drain=drain)
     # tiktoken's table (~40 MB a worker) is loaded at start where requests count tokens as they are served (limits,
     # budgets, the mock backend); elsewhere only a stream that breaks before its usage, or a count_tokens estimate,
     # needs it, and the first such request loads it
-    gateway.preload_tokens = bool(policies) or any(p.type == "mock" for p in settings.providers.values())
-    return gateway
+    preload = bool(policies) or any(p.type == "mock" for p in settings.providers.values())
+    return Gateway(settings, adapters=adapters, router=router, pipeline=pipeline, observer=observer, drain=drain,
+                   preload_tokens=preload)
 
 
 def create_app(settings: Settings, *, transports: Mapping[str, Any] | None = None,

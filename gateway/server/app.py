@@ -70,6 +70,7 @@ class Gateway:
         pipeline: Pipeline,
         observer: Observer,
         drain: Drain,
+        preload_tokens: bool = True,
     ) -> None:
         self.settings = settings
         self.adapters = dict(adapters)
@@ -79,7 +80,7 @@ class Gateway:
         self.drain = drain
         self.created = int(time.time())
         self.ready = True
-        self.preload_tokens = True  # load tiktoken's table at start (the composition root says when it is needed)
+        self.preload_tokens = preload_tokens  # load tiktoken's table at start, not on the first request needing it
 
     async def aclose(self) -> None:
         self.ready = False
